@@ -1,0 +1,99 @@
+"""Benchmarks behind `oms bench ...`: each returns a dict that the CLI prints as one JSON line."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from core import chain
+from core import eventstore as es
+from core import tenants as tn
+from core.db import Database
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))]
+
+
+def _append_client(
+    db: Database, tenant_ids: list[str], deadline: float, client: int
+) -> tuple[list[float], int]:
+    """One client: append new 3-event order streams until the deadline, one transaction each."""
+    metadata = es.Metadata(actor=f"bench-client-{client}")
+    latencies: list[float] = []
+    errors = 0
+    i = 0
+    while time.perf_counter() < deadline:
+        tenant = tenant_ids[(client + i) % len(tenant_ids)]
+        i += 1
+        order = uuid.uuid4()
+        events = [
+            es.NewEvent(
+                event_type="OrderPlaced",
+                data={
+                    "order_id": str(order),
+                    "lines": [{"sku": "SKU-1", "qty": 2}],
+                    "total": 2598,
+                    "channel": "web",
+                },
+            ),
+            es.NewEvent(
+                event_type="StockReserved", data={"order_id": str(order), "warehouse": "MAIN", "qty": 2}
+            ),
+            es.NewEvent(event_type="OrderReserved", data={"order_id": str(order)}),
+        ]
+        started = time.perf_counter()
+        try:
+            with db.tenant(tenant) as conn:
+                es.append(conn, [es.StreamAppend(f"order-{order}", "order", events)], metadata)
+        except Exception:  # a failed append is counted, not fatal to the run
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - started)
+    return latencies, errors
+
+
+def append(clients: int = 8, seconds: float = 10.0, tenants: int = 1) -> dict:
+    """Append new 3-event streams from `clients` processes into `tenants` fresh tenants, then seal
+    and verify the hash chain of what was written."""
+    db = Database(application_name="oms-bench", max_size=clients)
+    run = uuid.uuid4().hex[:6]
+    tenant_ids = [str(tn.create_tenant(db, f"bench {run} {n}").id) for n in range(tenants)]
+    db.pool.wait()
+    started = time.perf_counter()
+    deadline = started + seconds
+    with ThreadPoolExecutor(clients) as threads:
+        futures = [threads.submit(_append_client, db, tenant_ids, deadline, c) for c in range(clients)]
+        results = [f.result() for f in futures]
+    elapsed = time.perf_counter() - started
+    latencies = sorted(lat for lats, _ in results for lat in lats)
+    streams = len(latencies)
+
+    seal_started = time.perf_counter()
+    sealed = sum(chain.seal(db, t) for t in tenant_ids)
+    seal_s = time.perf_counter() - seal_started
+    verify_started = time.perf_counter()
+    verified = all(chain.verify(db, t).ok for t in tenant_ids)
+    verify_s = time.perf_counter() - verify_started
+    db.close()
+    return {
+        "benchmark": "append",
+        "streams": streams,
+        "errors": sum(e for _, e in results),
+        "seconds": round(elapsed, 2),
+        "streams_per_s": round(streams / elapsed, 1),
+        "events_per_s": round(3 * streams / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else 0.0,
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "seal_events_per_s": round(sealed / seal_s, 1) if seal_s else 0.0,
+        "chain_verified": verified,
+        "verify_events_per_s": round(sealed / verify_s, 1) if verify_s else 0.0,
+        "clients": clients,
+        "tenants": tenants,
+        "cores": os.cpu_count(),
+    }

@@ -1,0 +1,239 @@
+"""Tenants (the businesses sharing this installation), their users and the platform administrators.
+
+Creating and listing tenants crosses tenants, so it goes through the narrow SECURITY DEFINER
+functions of migration 0001; everything inside a tenant runs in that tenant's transaction.
+Each change is also an event in the tenant's log, for the audit trail (password hashes stay out of it).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import bcrypt
+from psycopg import errors as pg_errors
+from pydantic import BaseModel, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from core import eventstore as es
+from core.db import Database, as_tenant_id
+from core.errors import Conflict, NotFound, ValidationError
+from core.projections import Projection
+
+ROLES = ("owner", "manager", "clerk", "analyst")
+PLATFORM_ADMIN = "platform_admin"
+MIN_PASSWORD = 8
+
+TENANT_BY_ID = "SELECT id, slug, name, currency::text, time_zone, created_at FROM tenants WHERE id = %s"
+ALL_TENANTS = "SELECT id, slug, name, currency, time_zone, created_at FROM oms_platform_tenants()"
+CREATE_TENANT = "SELECT oms_platform_create_tenant(%s, %s, %s, %s, %s)"
+ADD_CREDENTIALS = (
+    "INSERT INTO user_credentials (tenant_id, user_id, password_hash) VALUES (oms_current_tenant(), %s, %s)"
+)
+LIST_USERS = "SELECT id, username, display_name, role, active, created_at FROM users ORDER BY username"
+ADD_ADMIN = "SELECT oms_platform_add_admin(%s, %s)"
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    slug: str
+    name: str
+    currency: str
+    time_zone: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class User:
+    id: uuid.UUID
+    username: str
+    display_name: str
+    role: str
+    active: bool
+    created_at: datetime
+
+
+class NewTenant(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    time_zone: str = "UTC"
+
+    @field_validator("name")
+    @classmethod
+    def _printable(cls, v: str) -> str:
+        v = v.strip()
+        if not v or not v.isprintable():
+            raise ValueError("name must be printable text")
+        return v
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{v[:60]}'") from None
+        return v
+
+
+class NewUser(BaseModel):
+    username: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$")
+    role: str
+    password: str = Field(min_length=MIN_PASSWORD, max_length=72)  # bcrypt reads 72 bytes at most
+    display_name: str = Field(default="", max_length=200)
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if v not in (*ROLES, PLATFORM_ADMIN):
+            raise ValueError(f"role must be one of {', '.join((*ROLES, PLATFORM_ADMIN))}")
+        return v
+
+
+def checked(model: type[BaseModel], **values: object) -> BaseModel:
+    """Validate input with pydantic and turn its report into one clear sentence."""
+    try:
+        return model(**values)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "input"
+        raise ValidationError(f"{where}: {first['msg']}") from None
+
+
+def slugify(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:63] or "tenant"
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt()).decode()
+
+
+def check_password(password: str, password_hash: str) -> bool:
+    return bcrypt.checkpw(password.encode()[:72], password_hash.encode())
+
+
+def create_tenant(
+    db: Database,
+    name: str,
+    *,
+    slug: str | None = None,
+    currency: str = "USD",
+    time_zone: str = "UTC",
+    actor: str = "platform",
+) -> Tenant:
+    new = checked(NewTenant, name=name, slug=slug or slugify(name), currency=currency, time_zone=time_zone)
+    tid = uuid.uuid4()
+    with db.connection() as conn, conn.transaction():
+        try:
+            conn.execute(CREATE_TENANT, [tid, new.slug, new.name, new.currency, new.time_zone])
+        except pg_errors.UniqueViolation:
+            raise Conflict(f"a tenant with the slug '{new.slug}' already exists") from None
+        event = es.NewEvent(event_type="TenantCreated", data=new.model_dump())
+        es.append(
+            conn, [es.StreamAppend(f"tenant-{tid}", "tenant", [event])], es.Metadata(actor), tenant_id=tid
+        )
+    return get_tenant(db, tid)
+
+
+def get_tenant(db: Database, tenant_id: object) -> Tenant:
+    tid = as_tenant_id(tenant_id)
+    with db.tenant(tid) as conn:
+        row = conn.execute(TENANT_BY_ID, [tid]).fetchone()
+    if not row:
+        raise NotFound(f"no tenant with id {tid}")
+    return Tenant(*row)
+
+
+def list_tenants(db: Database) -> list[Tenant]:
+    with db.connection() as conn:
+        return [Tenant(*r) for r in conn.execute(ALL_TENANTS)]
+
+
+def resolve_tenant(db: Database, ref: str) -> Tenant:
+    """A tenant from its id or its slug, as people type it on the command line."""
+    ref = str(ref).strip()
+    for t in list_tenants(db):
+        if ref in (str(t.id), t.slug):
+            return t
+    raise NotFound(f"no tenant '{ref[:60]}'")
+
+
+def add_user(
+    db: Database,
+    tenant_id: object,
+    username: str,
+    role: str,
+    password: str,
+    *,
+    display_name: str = "",
+    actor: str = "platform",
+) -> User:
+    new = checked(NewUser, username=username, role=role, password=password, display_name=display_name)
+    if new.role == PLATFORM_ADMIN:
+        raise ValidationError("a platform admin belongs to no tenant: add it without a tenant")
+    uid = uuid.uuid4()
+    event = es.NewEvent(
+        event_type="UserAdded",
+        data={
+            "user_id": str(uid),
+            "username": new.username,
+            "role": new.role,
+            "display_name": new.display_name,
+        },
+    )
+    with db.tenant(tenant_id) as conn:
+        try:
+            result = es.append(conn, [es.StreamAppend(f"user-{uid}", "user", [event])], es.Metadata(actor))
+            USERS.apply_all(conn, result.events)
+            conn.execute(ADD_CREDENTIALS, [uid, hash_password(new.password)])
+        except pg_errors.UniqueViolation:
+            raise Conflict(f"the username '{new.username}' is taken in this tenant") from None
+        except es.NotFound:
+            raise NotFound(f"no tenant with id {tenant_id}") from None
+    return next(u for u in list_users(db, tenant_id) if u.id == uid)
+
+
+def list_users(db: Database, tenant_id: object) -> list[User]:
+    with db.tenant(tenant_id) as conn:
+        return [User(*r) for r in conn.execute(LIST_USERS)]
+
+
+def add_platform_admin(db: Database, username: str, password: str) -> None:
+    new = checked(NewUser, username=username, role=PLATFORM_ADMIN, password=password)
+    with db.connection() as conn:
+        try:
+            conn.execute(ADD_ADMIN, [new.username, hash_password(new.password)])
+        except pg_errors.UniqueViolation:
+            raise Conflict(f"the platform admin '{new.username}' already exists") from None
+
+
+class UsersProjection(Projection):
+    """The users table, folded inline from User* events. Credentials are not in events."""
+
+    name = "users"
+    tables = ("users",)
+    kind = "inline"
+    INSERT = (
+        "INSERT INTO users (tenant_id, id, username, display_name, role, created_at, updated_at)"
+        " VALUES (oms_current_tenant(), %s, %s, %s, %s, %s, %s)"
+    )
+    SET_ROLE = "UPDATE users SET role = %s, updated_at = %s WHERE id = %s"
+    SET_ACTIVE = "UPDATE users SET active = %s, updated_at = %s WHERE id = %s"
+
+    def apply(self, conn, event: es.RecordedEvent) -> None:
+        d, at = event.data, event.recorded_at
+        match event.event_type:
+            case "UserAdded":
+                conn.execute(self.INSERT, [d["user_id"], d["username"], d["display_name"], d["role"], at, at])
+            case "UserRoleChanged":
+                conn.execute(self.SET_ROLE, [d["role"], at, d["user_id"]])
+            case "UserDeactivated" | "UserReactivated":
+                conn.execute(self.SET_ACTIVE, [event.event_type == "UserReactivated", at, d["user_id"]])
+
+
+USERS = UsersProjection()
