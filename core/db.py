@@ -9,12 +9,14 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from core.errors import ValidationError
 from core.settings import Settings, get_settings
 
 APP_ROLE = "oms_app"
+SET_TENANT = "SELECT set_config('app.tenant_id', %s, true)"
 
 
 def owner_url(settings: Settings | None = None) -> str:
@@ -74,16 +76,27 @@ class Database:
             yield conn
 
     @contextmanager
-    def tenant(self, tenant_id: object) -> Iterator[psycopg.Connection]:
+    def tenant(self, tenant_id: object, *, pipeline: bool = False) -> Iterator[psycopg.Connection]:
         """One transaction scoped to a tenant. Commits on success, rolls back on error; the tenant
-        setting is transaction-local (set_config(..., true)), so the pooled connection keeps nothing."""
+        setting is transaction-local (set_config(..., true)), so the pooled connection keeps nothing.
+
+        pipeline=True sends statements without waiting until a result is needed, so a command's
+        writes and its COMMIT travel together (psycopg pipeline mode).
+        """
         tid = as_tenant_id(tenant_id)  # a parsed UUID: safe to inline in the statement below
         with self.pool.connection() as conn:
-            conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{tid}', true)".encode())
             try:
-                yield conn
+                if pipeline:
+                    with conn.pipeline():
+                        conn.execute(b"BEGIN")
+                        conn.execute(SET_TENANT, [str(tid)])
+                        yield conn
+                        conn.execute(b"COMMIT")
+                else:
+                    conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{tid}', true)".encode())
+                    yield conn
+                    conn.execute(b"COMMIT")
             except BaseException:
-                if not conn.closed:
+                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute(b"ROLLBACK")
                 raise
-            conn.execute(b"COMMIT")

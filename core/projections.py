@@ -144,6 +144,10 @@ class EventTypeCounts(Projection):
 
 def registry() -> dict[str, Projection]:
     """Every projection by name: the ones `oms projections rebuild` and the worker know."""
+    from core.catalog import CATALOG
+    from core.customers import CUSTOMERS
+    from core.inventory import STOCK
+    from core.orders.projection import ORDERS
     from core.tenants import USERS
 
-    return {p.name: p for p in (USERS, EventTypeCounts())}
+    return {p.name: p for p in (USERS, CATALOG, CUSTOMERS, STOCK, ORDERS, EventTypeCounts())}

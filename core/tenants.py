@@ -237,3 +237,67 @@ class UsersProjection(Projection):
 
 
 USERS = UsersProjection()
+
+
+SETTINGS_COLUMNS = ("allocation_strategy", "reservation_minutes", "tax_rate_bp")
+
+
+class SettingsChange(BaseModel):
+    allocation_strategy: str | None = Field(default=None, pattern=r"^(priority|most_available)$")
+    reservation_minutes: int | None = Field(default=None, ge=1, le=43_200, strict=True)
+    tax_rate_bp: int | None = Field(default=None, ge=0, le=10_000, strict=True)
+
+
+def get_settings(db: Database, tenant_id: object) -> dict:
+    with db.tenant(tenant_id) as conn:
+        row = conn.execute(f"SELECT {', '.join(SETTINGS_COLUMNS)} FROM tenant_settings").fetchone()
+    if not row:
+        raise NotFound(f"no tenant with id {tenant_id}")
+    return dict(zip(SETTINGS_COLUMNS, row, strict=True))
+
+
+def change_settings(
+    db: Database, tenant_id: object, actor, *, key: str | None = None, **changes: object
+) -> dict:
+    """Change the tenant's order settings (allocation strategy, reservation time, tax rate)."""
+    from core.commands import Context, execute, parse
+
+    change = parse(SettingsChange, changes)
+    data = change.model_dump(exclude_none=True)
+    if not data:
+        raise ValidationError("nothing to change")
+
+    def handle(ctx: Context) -> dict:
+        event = es.NewEvent(event_type="TenantSettingsChanged", data=data, event_id=ctx.event_id(0))
+        result = es.append(
+            ctx.conn,
+            [es.StreamAppend(f"tenant-{ctx.tenant_id}", "tenant", [event], expected_version=None)],
+            es.Metadata(ctx.actor.name),
+        )
+        SETTINGS.apply_all(ctx.conn, result.events)
+        row = ctx.conn.execute(f"SELECT {', '.join(SETTINGS_COLUMNS)} FROM tenant_settings").fetchone()
+        return dict(zip(SETTINGS_COLUMNS, row, strict=True))
+
+    return execute(db, tenant_id, actor, "settings.manage", key, handle)
+
+
+class SettingsProjection(Projection):
+    """tenant_settings, from TenantSettingsChanged. The row itself is made with the tenant."""
+
+    name = "tenant_settings"
+    tables = ()
+    kind = "inline"
+    rebuildable = False  # the row is created by the platform, not by an event
+
+    def apply(self, conn, event: es.RecordedEvent) -> None:
+        if event.event_type != "TenantSettingsChanged":
+            return
+        changed = [c for c in SETTINGS_COLUMNS if c in event.data]
+        sets = ", ".join(f"{c} = %s" for c in changed)
+        conn.execute(
+            f"UPDATE tenant_settings SET {sets}, updated_at = %s",
+            [*(event.data[c] for c in changed), event.recorded_at],
+        )
+
+
+SETTINGS = SettingsProjection()

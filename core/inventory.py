@@ -1,0 +1,316 @@
+"""Stock per SKU and warehouse: receive, adjust, transfer, reorder points, and the stock read model.
+
+Every movement is an event. Staff movements go to the SKU's stock stream; reservations, releases,
+shipments and returns are order events that the same projection folds into stock. The table's
+CHECK (0 <= reserved <= on_hand) refuses any fold that would oversell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import errors as pg_errors
+from pydantic import BaseModel, Field, field_validator
+
+from core import eventstore as es
+from core.catalog import CODE_PATTERN, SKU_PATTERN, get_product, get_warehouse, text_field
+from core.commands import Actor, Context, execute, parse, require
+from core.db import Database
+from core.errors import ValidationError
+from core.projections import Projection
+
+MAX_UNITS = 1_000_000
+
+
+def _upper(v: Any) -> Any:
+    return v.strip().upper() if isinstance(v, str) else v
+
+
+class Movement(BaseModel):
+    sku: str = Field(pattern=SKU_PATTERN)
+    warehouse: str = Field(pattern=CODE_PATTERN)
+
+    @field_validator("sku", "warehouse", mode="before")
+    @classmethod
+    def normalise(cls, v: Any) -> Any:
+        return _upper(v)
+
+
+class Receive(Movement):
+    quantity: int = Field(ge=1, le=MAX_UNITS, strict=True)
+
+
+class Adjust(Movement):
+    change: int = Field(ge=-MAX_UNITS, le=MAX_UNITS, strict=True)
+    reason: str
+
+    @field_validator("change")
+    @classmethod
+    def _nonzero(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("an adjustment must change the quantity")
+        return v
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, v: str) -> str:
+        return text_field(v, "reason")
+
+
+class Transfer(BaseModel):
+    sku: str = Field(pattern=SKU_PATTERN)
+    source: str = Field(pattern=CODE_PATTERN)
+    destination: str = Field(pattern=CODE_PATTERN)
+    quantity: int = Field(ge=1, le=MAX_UNITS, strict=True)
+
+    @field_validator("sku", "source", "destination", mode="before")
+    @classmethod
+    def normalise(cls, v: Any) -> Any:
+        return _upper(v)
+
+
+class ReorderPoint(Movement):
+    reorder_point: int = Field(ge=0, le=MAX_UNITS, strict=True)
+
+
+def _move(ctx: Context, sku: str, event_type: str, data: dict) -> None:
+    result = es.append(
+        ctx.conn,
+        [
+            es.StreamAppend(
+                f"stock-{sku}",
+                "stock",
+                [es.NewEvent(event_type=event_type, data=data, event_id=ctx.event_id(0))],
+                expected_version=None,
+            )
+        ],
+        es.Metadata(ctx.actor.name),
+    )
+    try:
+        STOCK.apply_all(ctx.conn, result.events)
+    except pg_errors.CheckViolation:
+        raise ValidationError(
+            f"not enough available stock of {sku}: units reserved for orders cannot be moved or removed"
+        ) from None
+
+
+def _known(ctx: Context, sku: str, *warehouses: str) -> None:
+    if not get_product(ctx.conn, sku)["active"]:
+        raise ValidationError(f"product {sku} is inactive")
+    for code in warehouses:
+        if not get_warehouse(ctx.conn, code)["active"]:
+            raise ValidationError(f"warehouse {code} is inactive")
+
+
+def receive(db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any) -> dict:
+    m = parse(Receive, fields)
+
+    def handle(ctx: Context) -> dict:
+        _known(ctx, m.sku, m.warehouse)
+        _move(ctx, m.sku, "StockReceived", m.model_dump())
+        return stock_row(ctx.conn, m.sku, m.warehouse)
+
+    return execute(db, tenant_id, actor, "stock.move", key, handle)
+
+
+def adjust(db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any) -> dict:
+    m = parse(Adjust, fields)
+
+    def handle(ctx: Context) -> dict:
+        get_product(ctx.conn, m.sku)
+        get_warehouse(ctx.conn, m.warehouse)
+        current = stock_row(ctx.conn, m.sku, m.warehouse)
+        if current["available"] + m.change < 0:
+            raise ValidationError(
+                f"{m.sku} has {current['available']} available in {m.warehouse}: cannot take away {-m.change}"
+            )
+        _move(ctx, m.sku, "StockAdjusted", m.model_dump())
+        return stock_row(ctx.conn, m.sku, m.warehouse)
+
+    return execute(db, tenant_id, actor, "stock.move", key, handle)
+
+
+def transfer(db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any) -> dict:
+    m = parse(Transfer, fields)
+    if m.source == m.destination:
+        raise ValidationError("a transfer needs two different warehouses")
+
+    def handle(ctx: Context) -> dict:
+        _known(ctx, m.sku, m.source, m.destination)
+        _move(ctx, m.sku, "StockTransferred", m.model_dump())
+        return {"from": stock_row(ctx.conn, m.sku, m.source), "to": stock_row(ctx.conn, m.sku, m.destination)}
+
+    return execute(db, tenant_id, actor, "stock.move", key, handle)
+
+
+def set_reorder_point(
+    db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any
+) -> dict:
+    m = parse(ReorderPoint, fields)
+
+    def handle(ctx: Context) -> dict:
+        get_product(ctx.conn, m.sku)
+        get_warehouse(ctx.conn, m.warehouse)
+        _move(ctx, m.sku, "ReorderPointSet", m.model_dump())
+        return stock_row(ctx.conn, m.sku, m.warehouse)
+
+    return execute(db, tenant_id, actor, "stock.move", key, handle)
+
+
+STOCK_COLUMNS = ("sku", "warehouse", "on_hand", "reserved", "available", "reorder_point", "low")
+STOCK_SELECT = (
+    "SELECT s.sku, s.warehouse, s.on_hand, s.reserved, s.on_hand - s.reserved,"
+    " s.reorder_point, s.on_hand - s.reserved <= s.reorder_point FROM stock s"
+)
+
+
+def stock_row(conn, sku: str, warehouse: str) -> dict:
+    row = conn.execute(STOCK_SELECT + " WHERE s.sku = %s AND s.warehouse = %s", [sku, warehouse]).fetchone()
+    return (
+        dict(zip(STOCK_COLUMNS, row, strict=True))
+        if row
+        else {
+            "sku": sku,
+            "warehouse": warehouse,
+            "on_hand": 0,
+            "reserved": 0,
+            "available": 0,
+            "reorder_point": 0,
+            "low": False,
+        }
+    )
+
+
+def stock_levels(
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    sku: str = "",
+    warehouse: str = "",
+    low_only: bool = False,
+) -> list[dict]:
+    require(actor, "stock.view")
+    with db.tenant(tenant_id) as conn:
+        rows = conn.execute(
+            STOCK_SELECT + " WHERE (%s = '' OR s.sku = %s) AND (%s = '' OR s.warehouse = %s)"
+            " AND (NOT %s OR s.on_hand - s.reserved <= s.reorder_point) ORDER BY s.sku, s.warehouse",
+            [sku.upper(), sku.upper(), warehouse.upper(), warehouse.upper(), low_only],
+        ).fetchall()
+    return [dict(zip(STOCK_COLUMNS, r, strict=True)) for r in rows]
+
+
+MOVEMENT_COLUMNS = (
+    "at",
+    "warehouse",
+    "kind",
+    "on_hand_change",
+    "reserved_change",
+    "reason",
+    "order_id",
+    "actor",
+)
+
+
+def movements(db: Database, tenant_id: object, actor: Actor, sku: str, limit: int = 200) -> list[dict]:
+    require(actor, "stock.view")
+    with db.tenant(tenant_id) as conn:
+        rows = conn.execute(
+            f"SELECT {', '.join(MOVEMENT_COLUMNS)} FROM stock_movements WHERE sku = %s"
+            " ORDER BY at DESC, position DESC, line DESC LIMIT %s",
+            [sku.strip().upper(), min(limit, 5000)],
+        ).fetchall()
+    return [dict(zip(MOVEMENT_COLUMNS, r, strict=True)) for r in rows]
+
+
+class StockProjection(Projection):
+    """stock and stock_movements, from staff movements and from the order events that move stock."""
+
+    name = "stock"
+    tables = ("stock", "stock_movements")
+    kind = "inline"
+    # Stock arriving may create the row; every other change updates an existing one. (An upsert
+    # would not do for reservations: CHECK runs on the proposed insert row before the conflict.)
+    ARRIVE = (
+        "INSERT INTO stock (tenant_id, sku, warehouse, on_hand, updated_at)"
+        " VALUES (oms_current_tenant(), %(sku)s, %(warehouse)s, %(on_hand)s, %(at)s)"
+        " ON CONFLICT (tenant_id, sku, warehouse) DO UPDATE SET on_hand = stock.on_hand + excluded.on_hand,"
+        " updated_at = excluded.updated_at"
+    )
+    CHANGE = (
+        "UPDATE stock SET on_hand = on_hand + %(on_hand)s, reserved = reserved + %(reserved)s,"
+        " updated_at = %(at)s WHERE sku = %(sku)s AND warehouse = %(warehouse)s"
+    )
+    MOVEMENT = (
+        "INSERT INTO stock_movements (tenant_id, position, line, sku, warehouse, kind, on_hand_change,"
+        " reserved_change, reason, order_id, actor, at) VALUES (oms_current_tenant(), %(position)s, %(line)s,"
+        " %(sku)s, %(warehouse)s, %(kind)s, %(on_hand)s, %(reserved)s, %(reason)s, %(order_id)s, %(actor)s,"
+        " %(at)s)"
+    )
+    REORDER = (
+        "INSERT INTO stock (tenant_id, sku, warehouse, reorder_point, updated_at)"
+        " VALUES (oms_current_tenant(), %s, %s, %s, %s) ON CONFLICT (tenant_id, sku, warehouse)"
+        " DO UPDATE SET reorder_point = excluded.reorder_point, updated_at = excluded.updated_at"
+    )
+
+    @staticmethod
+    def changes(event: es.RecordedEvent) -> list[tuple[str, str, str, int, int, str]]:
+        """(sku, warehouse, kind, on_hand change, reserved change, reason) for each line the event moves."""
+        d = event.data
+        match event.event_type:
+            case "StockReceived":
+                return [(d["sku"], d["warehouse"], "receive", d["quantity"], 0, "")]
+            case "StockAdjusted":
+                return [(d["sku"], d["warehouse"], "adjust", d["change"], 0, d["reason"])]
+            case "StockTransferred":
+                return [
+                    (d["sku"], d["source"], "transfer_out", -d["quantity"], 0, f"to {d['destination']}"),
+                    (d["sku"], d["destination"], "transfer_in", d["quantity"], 0, f"from {d['source']}"),
+                ]
+            case "OrderReserved":
+                return [(a["sku"], a["warehouse"], "reserve", 0, a["quantity"], "") for a in d["allocations"]]
+            case "OrderCancelled" | "ReservationExpired":
+                kind = "release" if event.event_type == "OrderCancelled" else "expire"
+                return [(a["sku"], a["warehouse"], kind, 0, -a["quantity"], "") for a in d["released"]]
+            case "OrderShipped":
+                return [
+                    (i["sku"], d["warehouse"], "ship", -i["quantity"], -i["quantity"], d["tracking"])
+                    for i in d["items"]
+                ]
+            case "ReturnReceived":
+                return [(i["sku"], d["warehouse"], "return", i["quantity"], 0, "") for i in d["items"]]
+        return []
+
+    def apply(self, conn, event: es.RecordedEvent) -> None:
+        if event.event_type == "ReorderPointSet":
+            d = event.data
+            conn.execute(self.REORDER, [d["sku"], d["warehouse"], d["reorder_point"], event.recorded_at])
+            return
+        rows = [
+            {
+                "sku": sku,
+                "warehouse": wh,
+                "kind": kind,
+                "on_hand": on_hand,
+                "reserved": reserved,
+                "reason": reason,
+                "position": event.position,
+                "line": n,
+                "order_id": event.data.get("order_id"),
+                "actor": event.metadata.get("actor", ""),
+                "at": event.data.get("at") or event.recorded_at,
+            }
+            for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(self.changes(event))
+        ]
+        if rows:
+            arriving = [r for r in rows if r["on_hand"] > 0 and not r["reserved"]]
+            changing = [r for r in rows if not (r["on_hand"] > 0 and not r["reserved"])]
+            with conn.cursor() as cur:
+                if arriving:
+                    cur.executemany(self.ARRIVE, arriving)
+                if changing:
+                    cur.executemany(self.CHANGE, changing)
+                cur.executemany(self.MOVEMENT, rows)
+
+
+STOCK = StockProjection()

@@ -1,0 +1,342 @@
+"""The order aggregate: plain Python that folds its events and decides the next ones.
+
+placed -> reserved (or rejected) -> paid -> partially_shipped -> shipped -> delivered
+-> partially_refunded -> refunded; cancelled before shipment; expired when an unpaid reservation
+runs out. An action the current state does not allow is an IllegalTransition naming that state.
+Every order event carries the status it leads to, so the read model never re-derives it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.errors import OmsError, ValidationError
+
+CHANNELS = ("web", "pos", "marketplace", "phone")
+OPEN_FOR_PAYMENT = ("reserved",)
+CANCELLABLE = ("placed", "reserved", "paid")
+SHIPPABLE = ("paid", "partially_shipped")
+RETURNABLE = ("delivered", "partially_refunded")
+
+
+class IllegalTransition(OmsError):
+    def __init__(self, number: int | None, status: str | None, action: str):
+        self.status = status
+        super().__init__(f"order #{number} is {status or 'not placed'}: it cannot be {action}")
+
+
+class OutOfStock(OmsError):
+    """The order was rejected whole: some line cannot be covered. Nothing was reserved."""
+
+    def __init__(self, number: int, short: list[dict[str, Any]]):
+        self.number, self.short = number, short
+        lines = ", ".join(f"{s['sku']} (wanted {s['requested']}, available {s['available']})" for s in short)
+        super().__init__(f"out of stock, order #{number} rejected: {lines}")
+
+
+@dataclass(frozen=True)
+class WarehouseStock:
+    warehouse: str
+    priority: int
+    available: int
+
+
+def allocate(
+    wanted: dict[str, int], stock: dict[str, list[WarehouseStock]], strategy: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Decide where each SKU's units come from: (allocations, shortages); one of them is empty.
+
+    'priority' walks warehouses by priority; 'most_available' by available units. A line comes
+    from the first warehouse that covers it whole, and is split across warehouses only when none does.
+    """
+    allocations: list[dict[str, Any]] = []
+    short: list[dict[str, Any]] = []
+    for sku, qty in wanted.items():
+        rows = [w for w in stock.get(sku, []) if w.available > 0]
+        if strategy == "most_available":
+            rows.sort(key=lambda w: (-w.available, w.priority, w.warehouse))
+        else:
+            rows.sort(key=lambda w: (w.priority, w.warehouse))
+        total = sum(w.available for w in rows)
+        if total < qty:
+            short.append({"sku": sku, "requested": qty, "available": total})
+            continue
+        whole = next((w for w in rows if w.available >= qty), None)
+        if whole:
+            allocations.append({"sku": sku, "warehouse": whole.warehouse, "quantity": qty})
+            continue
+        left = qty
+        for w in rows:
+            take = min(left, w.available)
+            allocations.append({"sku": sku, "warehouse": w.warehouse, "quantity": take})
+            left -= take
+            if not left:
+                break
+    return ([], short) if short else (allocations, [])
+
+
+@dataclass
+class Order:
+    id: str | None = None
+    number: int | None = None
+    status: str | None = None
+    version: int = 0
+    total: int = 0
+    subtotal: int = 0
+    tax: int = 0
+    paid: int = 0
+    refunded: int = 0
+    reserved_until: datetime | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    allocations: list[dict[str, Any]] = field(default_factory=list)  # with "state"
+
+    @classmethod
+    def load(cls, events: list[Any]) -> Order:
+        order = cls()
+        for e in events:
+            order.apply(e.event_type, e.data)
+            order.version = e.version
+        return order
+
+    def apply(self, event_type: str, d: dict[str, Any]) -> None:
+        self.status = d.get("status", self.status)
+        match event_type:
+            case "OrderPlaced":
+                self.id, self.number, self.lines = d["order_id"], d["number"], [dict(x) for x in d["lines"]]
+                self.total, self.subtotal, self.tax = d["total"], d["subtotal"], d["tax"]
+                for line in self.lines:
+                    line.setdefault("returned", 0)
+            case "OrderReserved":
+                self.allocations = [{**a, "state": "reserved"} for a in d["allocations"]]
+                self.reserved_until = datetime.fromisoformat(d["reserved_until"])
+            case "OrderPaid":
+                self.paid += d["amount"]
+            case "OrderShipped":
+                for a in self.allocations:
+                    if a["warehouse"] == d["warehouse"] and a["state"] == "reserved":
+                        a["state"] = "shipped"
+            case "OrderCancelled" | "ReservationExpired":
+                for a in self.allocations:
+                    if a["state"] == "reserved":
+                        a["state"] = "released"
+            case "ReturnReceived":
+                for item in d["items"]:
+                    self.lines[item["line_no"] - 1]["returned"] += item["quantity"]
+            case "RefundIssued":
+                self.refunded += d["amount"]
+
+    def _require(self, allowed: tuple[str, ...], action: str) -> None:
+        if self.status not in allowed:
+            raise IllegalTransition(self.number, self.status, action)
+
+    def _reserved(self) -> list[dict[str, Any]]:
+        return [
+            {k: a[k] for k in ("sku", "warehouse", "quantity")}
+            for a in self.allocations
+            if a["state"] == "reserved"
+        ]
+
+    # Decisions: each returns the events [(type, data)] the action causes, or raises.
+
+    @staticmethod
+    def place(
+        *,
+        order_id: str,
+        number: int,
+        customer: dict[str, Any],
+        channel: str,
+        currency: str,
+        lines: list[dict[str, Any]],
+        shipping_fee: int,
+        tax_rate_bp: int,
+        at: datetime,
+        allocations: list[dict[str, Any]],
+        short: list[dict[str, Any]],
+        reserved_until: datetime,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        subtotal = sum(x["quantity"] * x["unit_price"] for x in lines)
+        tax = (subtotal * tax_rate_bp + 5000) // 10000
+        placed = {
+            "order_id": order_id,
+            "number": number,
+            "customer_id": str(customer["id"]),
+            "customer_name": customer["name"],
+            "channel": channel,
+            "currency": currency,
+            "lines": [{"line_no": i, **x} for i, x in enumerate(lines, 1)],
+            "subtotal": subtotal,
+            "shipping_fee": shipping_fee,
+            "tax": tax,
+            "total": subtotal + shipping_fee + tax,
+            "status": "placed",
+            "at": at.isoformat(),
+        }
+        if short:
+            outcome = (
+                "OrderRejected",
+                {"order_id": order_id, "short": short, "status": "rejected", "at": at.isoformat()},
+            )
+        else:
+            outcome = (
+                "OrderReserved",
+                {
+                    "order_id": order_id,
+                    "allocations": allocations,
+                    "reserved_until": reserved_until.isoformat(),
+                    "status": "reserved",
+                    "at": at.isoformat(),
+                },
+            )
+        return [("OrderPlaced", placed), outcome]
+
+    def pay(self, amount: int, method: str, reference: str, at: datetime) -> list[tuple[str, dict]]:
+        self._require(OPEN_FOR_PAYMENT, "paid")
+        if amount != self.total:
+            raise ValidationError(
+                f"order #{self.number} totals {self.total} minor units; a payment of {amount} does not match"
+            )
+        return [
+            (
+                "OrderPaid",
+                {
+                    "order_id": self.id,
+                    "amount": amount,
+                    "method": method,
+                    "reference": reference,
+                    "status": "paid",
+                    "at": at.isoformat(),
+                },
+            )
+        ]
+
+    def ship(
+        self, warehouse: str | None, carrier: str, tracking: str, at: datetime
+    ) -> list[tuple[str, dict]]:
+        self._require(SHIPPABLE, "shipped")
+        pending = sorted({a["warehouse"] for a in self._reserved()})
+        if warehouse is not None and warehouse not in pending:
+            raise ValidationError(
+                f"order #{self.number} has nothing to ship from {warehouse}; "
+                f"pending: {', '.join(pending) or 'none'}"
+            )
+        chosen = [warehouse] if warehouse else pending
+        events = []
+        for i, wh in enumerate(chosen):
+            items = [
+                {"sku": a["sku"], "quantity": a["quantity"]} for a in self._reserved() if a["warehouse"] == wh
+            ]
+            last = i == len(chosen) - 1 and set(chosen) == set(pending)
+            events.append(
+                (
+                    "OrderShipped",
+                    {
+                        "order_id": self.id,
+                        "warehouse": wh,
+                        "carrier": carrier,
+                        "tracking": tracking,
+                        "items": items,
+                        "status": "shipped" if last else "partially_shipped",
+                        "at": at.isoformat(),
+                    },
+                )
+            )
+        return events
+
+    def deliver(self, at: datetime) -> list[tuple[str, dict]]:
+        self._require(("shipped",), "delivered")
+        return [("OrderDelivered", {"order_id": self.id, "status": "delivered", "at": at.isoformat()})]
+
+    def cancel(self, reason: str, at: datetime) -> list[tuple[str, dict]]:
+        self._require(CANCELLABLE, "cancelled")
+        events = [
+            (
+                "OrderCancelled",
+                {
+                    "order_id": self.id,
+                    "reason": reason,
+                    "released": self._reserved(),
+                    "status": "cancelled",
+                    "at": at.isoformat(),
+                },
+            )
+        ]
+        if self.paid - self.refunded > 0:
+            events.append(
+                (
+                    "RefundIssued",
+                    {
+                        "order_id": self.id,
+                        "amount": self.paid - self.refunded,
+                        "reason": "order cancelled",
+                        "status": "cancelled",
+                        "at": at.isoformat(),
+                    },
+                )
+            )
+        return events
+
+    def expire(self, now: datetime) -> list[tuple[str, dict]]:
+        self._require(OPEN_FOR_PAYMENT, "expired")
+        if self.reserved_until and now < self.reserved_until:
+            raise ValidationError(
+                f"order #{self.number}'s reservation holds until {self.reserved_until.isoformat()}"
+            )
+        return [
+            (
+                "ReservationExpired",
+                {
+                    "order_id": self.id,
+                    "released": self._reserved(),
+                    "status": "expired",
+                    "at": now.isoformat(),
+                },
+            )
+        ]
+
+    def return_items(self, items: dict[int, int], warehouse: str, at: datetime) -> list[tuple[str, dict]]:
+        """Take back units of delivered lines (line_no -> quantity) into a warehouse and refund them."""
+        self._require(RETURNABLE, "returned")
+        if not items:
+            raise ValidationError("a return needs at least one line")
+        returned = []
+        refund_subtotal = 0
+        for line_no, qty in sorted(items.items()):
+            if not 1 <= line_no <= len(self.lines):
+                raise ValidationError(f"order #{self.number} has no line {line_no}")
+            line = self.lines[line_no - 1]
+            left = line["quantity"] - line["returned"]
+            if qty > left:
+                raise ValidationError(
+                    f"line {line_no} ({line['sku']}) has {left} unit(s) left to return, not {qty}"
+                )
+            returned.append({"line_no": line_no, "sku": line["sku"], "quantity": qty})
+            refund_subtotal += qty * line["unit_price"]
+        all_back = all(
+            line["returned"] + items.get(line["line_no"], 0) == line["quantity"] for line in self.lines
+        )
+        status = "refunded" if all_back else "partially_refunded"
+        refund = refund_subtotal + (self.tax * refund_subtotal // self.subtotal if self.subtotal else 0)
+        return [
+            (
+                "ReturnReceived",
+                {
+                    "order_id": self.id,
+                    "items": returned,
+                    "warehouse": warehouse,
+                    "status": status,
+                    "at": at.isoformat(),
+                },
+            ),
+            (
+                "RefundIssued",
+                {
+                    "order_id": self.id,
+                    "amount": refund,
+                    "reason": "items returned",
+                    "status": status,
+                    "at": at.isoformat(),
+                },
+            ),
+        ]
