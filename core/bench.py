@@ -97,3 +97,113 @@ def append(clients: int = 8, seconds: float = 10.0, tenants: int = 1) -> dict:
         "tenants": tenants,
         "cores": os.cpu_count(),
     }
+
+
+def _intake_client(
+    db: Database,
+    tenant_id: str,
+    customers: list[str],
+    skus: list[str],
+    hot: str | None,
+    deadline: float,
+    seed: int,
+) -> tuple[list[float], int, int]:
+    """One client: place two-line orders through the command path until the deadline."""
+    import random
+
+    from core.commands import CLI
+    from core.orders.handlers import place_order
+    from core.orders.model import OutOfStock
+
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    rejected = errors = 0
+    while time.perf_counter() < deadline:
+        first = hot or rng.choice(skus)
+        second = rng.choice([s for s in rng.sample(skus, 2) if s != first])
+        started = time.perf_counter()
+        try:
+            place_order(
+                db,
+                tenant_id,
+                CLI,
+                customer_id=rng.choice(customers),
+                lines=[(first, rng.randint(1, 2)), (second, 1)],
+                channel=rng.choice(CHANNELS),
+            )
+        except OutOfStock:
+            rejected += 1
+        except Exception:  # counted and reported, never fatal to the run
+            errors += 1
+            continue
+        latencies.append(time.perf_counter() - started)
+    return latencies, rejected, errors
+
+
+CHANNELS = ("web", "web", "pos", "marketplace", "phone")
+
+
+def intake(
+    clients: int = 8,
+    seconds: float = 10.0,
+    hot_sku: bool = False,
+    skus: int = 1000,
+    hot_units: int = 1_000_000,
+) -> dict:
+    """Place two-line orders from concurrent clients into one fresh tenant; check nothing was oversold."""
+    from core import catalog, customers, inventory
+    from core.commands import CLI
+
+    db = Database(application_name="oms-bench", max_size=clients + 1)
+    tenant = tn.create_tenant(db, f"bench intake {uuid.uuid4().hex[:6]}")
+    for code, priority in (("EAST", 1), ("WEST", 2)):
+        catalog.add_warehouse(
+            db, tenant.id, CLI, code=code, name=f"{code.title()} warehouse", priority=priority
+        )
+    sku_names = [f"SKU-{n:05d}" for n in range(skus)]
+    for n, sku in enumerate(sku_names):
+        catalog.add_product(
+            db, tenant.id, CLI, sku=sku, name=f"Product {n}", category=f"cat-{n % 10}", price=500 + n
+        )
+        for wh in ("EAST", "WEST"):
+            units = hot_units // 2 if (hot_sku and n == 0) else 100_000
+            inventory.receive(db, tenant.id, CLI, sku=sku, warehouse=wh, quantity=units)
+    people = [customers.add_customer(db, tenant.id, CLI, name=f"Customer {n}")["id"] for n in range(100)]
+    db.pool.wait()
+
+    started = time.perf_counter()
+    deadline = started + seconds
+    hot = sku_names[0] if hot_sku else None
+    with ThreadPoolExecutor(clients) as threads:
+        futures = [
+            threads.submit(_intake_client, db, str(tenant.id), people, sku_names, hot, deadline, c)
+            for c in range(clients)
+        ]
+        results = [f.result() for f in futures]
+    elapsed = time.perf_counter() - started
+    latencies = sorted(lat for lats, _, _ in results for lat in lats)
+    with db.tenant(tenant.id) as conn:
+        oversold = conn.execute(
+            "SELECT coalesce(sum(greatest(a.reserved - s.on_hand, 0) + greatest(-s.on_hand, 0)), 0)"
+            " FROM stock s LEFT JOIN (SELECT sku, warehouse, sum(quantity) AS reserved FROM order_allocations"
+            " WHERE state = 'reserved' GROUP BY sku, warehouse) a USING (sku, warehouse)"
+        ).fetchone()[0]
+        placed = conn.execute("SELECT count(*) FROM orders").fetchone()[0]
+    db.close()
+    accepted = len(latencies) - sum(r for _, r, _ in results)
+    return {
+        "benchmark": "intake",
+        "hot_sku": hot_sku,
+        "orders": len(latencies),
+        "orders_in_db": placed,
+        "reserved": accepted,
+        "rejected": sum(r for _, r, _ in results),
+        "errors": sum(e for _, _, e in results),
+        "seconds": round(elapsed, 2),
+        "orders_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2) if latencies else 0.0,
+        "p99_ms": round(_percentile(latencies, 0.99) * 1000, 2),
+        "oversold_units": int(oversold),
+        "clients": clients,
+        "cores": os.cpu_count(),
+    }

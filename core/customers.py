@@ -37,7 +37,7 @@ class CustomerFields(BaseModel):
     @classmethod
     def _email(cls, v: str) -> str:
         v = (v or "").strip()
-        if v and not EMAIL.match(v):
+        if v and not EMAIL.fullmatch(v):
             raise ValueError(f"'{v[:60]}' is not an email address")
         return v
 
@@ -45,7 +45,7 @@ class CustomerFields(BaseModel):
     @classmethod
     def _phone(cls, v: str) -> str:
         v = (v or "").strip()
-        if v and not PHONE.match(v):
+        if v and not PHONE.fullmatch(v):
             raise ValueError(f"'{v[:30]}' is not a phone number")
         return v
 

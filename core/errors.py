@@ -22,7 +22,10 @@ class ConcurrencyError(Conflict):
 
     def __init__(self, stream_id: str, expected: int | None, actual: int):
         self.stream_id, self.expected, self.actual = stream_id, expected, actual
-        super().__init__(f"stream {stream_id} is at version {actual}, not the expected {expected}")
+        if expected is None or expected == actual:
+            super().__init__(f"stream {stream_id} changed while this transaction was open; try again")
+        else:
+            super().__init__(f"stream {stream_id} is at version {actual}, not the expected {expected}")
 
 
 class PermissionDenied(OmsError):

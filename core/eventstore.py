@@ -74,9 +74,9 @@ class StreamAppend:
     expected_version: int | None = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.stream_id, str) or not STREAM_ID.match(self.stream_id):
+        if not isinstance(self.stream_id, str) or not STREAM_ID.fullmatch(self.stream_id):
             raise ValidationError(f"'{str(self.stream_id)[:60]}' is not a valid stream id")
-        if not re.match(r"^[a-z][a-z_]{0,62}$", str(self.stream_type)):
+        if not re.fullmatch(r"[a-z][a-z_]{0,62}", str(self.stream_type)):
             raise ValidationError(f"'{str(self.stream_type)[:60]}' is not a valid stream type")
         if not self.events:
             raise ValidationError("an append needs at least one event")
@@ -224,14 +224,8 @@ def translate(exc: psycopg.Error) -> Exception:
     state = exc.sqlstate
     diag = exc.diag
     if state == "OMS01":
-        expected = re.search(r"expected version (\S+)$", diag.message_primary or "")
-        exp = expected.group(1) if expected else "any"
-        stream = re.search(r"stream (\S+) is not", diag.message_primary or "")
-        return ConcurrencyError(
-            stream.group(1) if stream else "?",
-            None if exp == "any" else int(exp),
-            int(diag.message_detail or 0),
-        )
+        detail = json.loads(diag.message_detail or "{}")
+        return ConcurrencyError(detail.get("stream", "?"), detail.get("expected"), detail.get("actual", 0))
     if state == "OMS00":
         return ValidationError("no tenant is set for this transaction")
     if isinstance(exc, pg_errors.ForeignKeyViolation):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from psycopg import errors as pg_errors
 from pydantic import BaseModel, Field, field_validator
 
 from core import eventstore as es
@@ -86,12 +85,7 @@ def _move(ctx: Context, sku: str, event_type: str, data: dict) -> None:
         ],
         es.Metadata(ctx.actor.name),
     )
-    try:
-        STOCK.apply_all(ctx.conn, result.events)
-    except pg_errors.CheckViolation:
-        raise ValidationError(
-            f"not enough available stock of {sku}: units reserved for orders cannot be moved or removed"
-        ) from None
+    STOCK.apply_all(ctx.conn, result.events)
 
 
 def _known(ctx: Context, sku: str, *warehouses: str) -> None:
@@ -137,6 +131,11 @@ def transfer(db: Database, tenant_id: object, actor: Actor, *, key: str | None =
 
     def handle(ctx: Context) -> dict:
         _known(ctx, m.sku, m.source, m.destination)
+        available = stock_row(ctx.conn, m.sku, m.source)["available"]
+        if available < m.quantity:
+            raise ValidationError(
+                f"{m.sku} has {available} available in {m.source}: cannot transfer {m.quantity}"
+            )
         _move(ctx, m.sku, "StockTransferred", m.model_dump())
         return {"from": stock_row(ctx.conn, m.sku, m.source), "to": stock_row(ctx.conn, m.sku, m.destination)}
 
@@ -231,21 +230,24 @@ class StockProjection(Projection):
     kind = "inline"
     # Stock arriving may create the row; every other change updates an existing one. (An upsert
     # would not do for reservations: CHECK runs on the proposed insert row before the conflict.)
+    # Changes are summed per SKU and warehouse first, so each statement touches a row once.
     ARRIVE = (
         "INSERT INTO stock (tenant_id, sku, warehouse, on_hand, updated_at)"
-        " VALUES (oms_current_tenant(), %(sku)s, %(warehouse)s, %(on_hand)s, %(at)s)"
+        " SELECT oms_current_tenant(), u.sku, u.warehouse, u.on_hand, %s"
+        " FROM unnest(%s::text[], %s::text[], %s::int[]) AS u (sku, warehouse, on_hand)"
         " ON CONFLICT (tenant_id, sku, warehouse) DO UPDATE SET on_hand = stock.on_hand + excluded.on_hand,"
         " updated_at = excluded.updated_at"
     )
     CHANGE = (
-        "UPDATE stock SET on_hand = on_hand + %(on_hand)s, reserved = reserved + %(reserved)s,"
-        " updated_at = %(at)s WHERE sku = %(sku)s AND warehouse = %(warehouse)s"
+        "UPDATE stock SET on_hand = stock.on_hand + u.on_hand, reserved = stock.reserved + u.reserved,"
+        " updated_at = %s FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[])"
+        " AS u (sku, warehouse, on_hand, reserved) WHERE stock.sku = u.sku AND stock.warehouse = u.warehouse"
     )
     MOVEMENT = (
         "INSERT INTO stock_movements (tenant_id, position, line, sku, warehouse, kind, on_hand_change,"
-        " reserved_change, reason, order_id, actor, at) VALUES (oms_current_tenant(), %(position)s, %(line)s,"
-        " %(sku)s, %(warehouse)s, %(kind)s, %(on_hand)s, %(reserved)s, %(reason)s, %(order_id)s, %(actor)s,"
-        " %(at)s)"
+        " reserved_change, reason, order_id, actor, at)"
+        " SELECT oms_current_tenant(), u.* FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[],"
+        " %s::text[], %s::int[], %s::int[], %s::text[], %s::uuid[], %s::text[], %s::timestamptz[]) AS u"
     )
     REORDER = (
         "INSERT INTO stock (tenant_id, sku, warehouse, reorder_point, updated_at)"
@@ -282,35 +284,58 @@ class StockProjection(Projection):
         return []
 
     def apply(self, conn, event: es.RecordedEvent) -> None:
-        if event.event_type == "ReorderPointSet":
-            d = event.data
-            conn.execute(self.REORDER, [d["sku"], d["warehouse"], d["reorder_point"], event.recorded_at])
+        self.apply_all(conn, [event])
+
+    def apply_all(self, conn, events) -> None:
+        net: dict[tuple[str, str], list[int]] = {}
+        moves: list[tuple] = []
+        for event in events:
+            if event.event_type == "ReorderPointSet":
+                d = event.data
+                conn.execute(self.REORDER, [d["sku"], d["warehouse"], d["reorder_point"], event.recorded_at])
+                continue
+            at = event.data.get("at") or event.recorded_at
+            for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(self.changes(event)):
+                total = net.setdefault((sku, wh), [0, 0])
+                total[0] += on_hand
+                total[1] += reserved
+                moves.append(
+                    (
+                        event.position,
+                        n,
+                        sku,
+                        wh,
+                        kind,
+                        on_hand,
+                        reserved,
+                        reason,
+                        event.data.get("order_id"),
+                        event.metadata.get("actor", ""),
+                        at,
+                    )
+                )
+        if not moves:
             return
-        rows = [
-            {
-                "sku": sku,
-                "warehouse": wh,
-                "kind": kind,
-                "on_hand": on_hand,
-                "reserved": reserved,
-                "reason": reason,
-                "position": event.position,
-                "line": n,
-                "order_id": event.data.get("order_id"),
-                "actor": event.metadata.get("actor", ""),
-                "at": event.data.get("at") or event.recorded_at,
-            }
-            for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(self.changes(event))
-        ]
-        if rows:
-            arriving = [r for r in rows if r["on_hand"] > 0 and not r["reserved"]]
-            changing = [r for r in rows if not (r["on_hand"] > 0 and not r["reserved"])]
-            with conn.cursor() as cur:
-                if arriving:
-                    cur.executemany(self.ARRIVE, arriving)
-                if changing:
-                    cur.executemany(self.CHANGE, changing)
-                cur.executemany(self.MOVEMENT, rows)
+        when = max(m[-1] if not isinstance(m[-1], str) else m[-1] for m in moves[-1:])
+        arriving = [(k, v) for k, v in net.items() if v[0] > 0 and not v[1]]
+        changing = [(k, v) for k, v in net.items() if not (v[0] > 0 and not v[1]) and (v[0] or v[1])]
+        if arriving:
+            conn.execute(
+                self.ARRIVE,
+                [when, [k[0] for k, _ in arriving], [k[1] for k, _ in arriving], [v[0] for _, v in arriving]],
+            )
+        if changing:
+            conn.execute(
+                self.CHANGE,
+                [
+                    when,
+                    [k[0] for k, _ in changing],
+                    [k[1] for k, _ in changing],
+                    [v[0] for _, v in changing],
+                    [v[1] for _, v in changing],
+                ],
+            )
+        conn.execute(self.MOVEMENT, [list(column) for column in zip(*moves, strict=True)])
 
 
 STOCK = StockProjection()

@@ -132,6 +132,7 @@ END $$;
 --   "events": [{"event_id", "event_type", "schema_version", "data", "metadata"}]}].
 -- A batch whose first event id is already stored is a retry: it returns the stored rows, writes nothing.
 -- p_tenant sets the tenant for the rest of this transaction, for an append that is a whole transaction.
+-- A version mismatch raises OMS01 with DETAIL {"stream", "expected", "actual"}.
 CREATE FUNCTION oms_append(p_batch jsonb, p_tenant uuid DEFAULT NULL)
 RETURNS TABLE (stream_id text, version int, "position" bigint, event_id uuid, recorded_at timestamptz,
                txid xid8, duplicate boolean)
@@ -139,14 +140,15 @@ LANGUAGE plpgsql
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_tenant  uuid := coalesce(p_tenant, oms_current_tenant());
-    -- An append to an existing stream must be its transaction's first write: its xid is then
-    -- taken after the stream's previous version committed, so (txid, position) order keeps stream order.
-    v_had_xid boolean := pg_current_xact_id_if_assigned() IS NOT NULL;
-    v_stream  jsonb;
-    v_count   int;
+    v_tenant   uuid := coalesce(p_tenant, oms_current_tenant());
+    v_first    uuid := (p_batch -> 0 -> 'events' -> 0 ->> 'event_id')::uuid;
+    v_stream   jsonb;
+    v_id       text;
+    v_count    int;
     v_expected int;
-    v_version int;
+    v_current  int;
+    v_version  int;
+    v_nth      int := 0;
 BEGIN
     IF v_tenant IS NULL THEN
         RAISE EXCEPTION 'no tenant is set for this transaction' USING ERRCODE = 'OMS00';
@@ -157,58 +159,88 @@ BEGIN
         END IF;
         PERFORM set_config('app.tenant_id', p_tenant::text, true);
     END IF;
-    IF EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = v_tenant
-               AND e.event_id = (p_batch -> 0 -> 'events' -> 0 ->> 'event_id')::uuid) THEN
-        RETURN QUERY
-            SELECT e.stream_id, e.version, e.position, e.event_id, e.recorded_at, e.txid, true
-            FROM events e
-            WHERE e.tenant_id = v_tenant AND e.event_id IN (
-                SELECT (x ->> 'event_id')::uuid
-                FROM jsonb_array_elements(p_batch) s, jsonb_array_elements(s -> 'events') x)
-            ORDER BY e.position;
+    IF EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = v_tenant AND e.event_id = v_first) THEN
+        RETURN QUERY SELECT * FROM oms_stored_batch(v_tenant, p_batch);
         RETURN;
     END IF;
     FOR v_stream IN SELECT * FROM jsonb_array_elements(p_batch) LOOP
+        v_nth := v_nth + 1;
+        v_id := v_stream ->> 'stream_id';
         v_count := jsonb_array_length(v_stream -> 'events');
         v_expected := (v_stream ->> 'expected_version')::int;
         v_version := NULL;
+        v_current := NULL;
         IF v_expected IS DISTINCT FROM 0 THEN
-            UPDATE streams s SET version = s.version + v_count, updated_at = now()
-            WHERE s.tenant_id = v_tenant AND s.stream_id = v_stream ->> 'stream_id'
-              AND (v_expected IS NULL OR s.version = v_expected)
-            RETURNING s.version INTO v_version;
-            IF v_version IS NOT NULL AND v_had_xid THEN
-                RAISE EXCEPTION 'an append to an existing stream must be the first write of its transaction'
-                    USING ERRCODE = 'OMS02';
-            END IF;
+            -- Wait for any writer of this stream in flight on an advisory lock, which takes no xid;
+            -- the row lock after it then gives this transaction an xid later than that writer's.
+            PERFORM pg_advisory_xact_lock(hashtextextended(v_tenant::text || '/' || v_id, 0));
+            SELECT s.version INTO v_current FROM streams s
+            WHERE s.tenant_id = v_tenant AND s.stream_id = v_id FOR UPDATE;
         END IF;
-        IF (v_version IS NULL AND v_expected IS NULL) OR v_expected = 0 THEN
+        IF v_current IS NULL AND coalesce(v_expected, 0) = 0 THEN
             INSERT INTO streams AS s (tenant_id, stream_id, stream_type, version)
-            VALUES (v_tenant, v_stream ->> 'stream_id', v_stream ->> 'stream_type', v_count)
+            VALUES (v_tenant, v_id, v_stream ->> 'stream_type', v_count)
             ON CONFLICT DO NOTHING
             RETURNING s.version INTO v_version;
+            IF v_version IS NULL THEN  -- created meanwhile by another transaction
+                SELECT s.version INTO v_current FROM streams s
+                WHERE s.tenant_id = v_tenant AND s.stream_id = v_id FOR UPDATE;
+            END IF;
         END IF;
         IF v_version IS NULL THEN
-            RAISE EXCEPTION 'stream % is not at the expected version %', v_stream ->> 'stream_id',
-                coalesce(v_expected::text, 'any')
-                USING ERRCODE = 'OMS01',
-                      DETAIL = coalesce((SELECT s.version::text FROM streams s
-                                         WHERE s.tenant_id = v_tenant AND s.stream_id = v_stream ->> 'stream_id'), '0');
+            -- The writer we waited for may have been this very batch, sent again: answer as a retry.
+            IF v_nth = 1 AND EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = v_tenant AND e.event_id = v_first) THEN
+                RETURN QUERY SELECT * FROM oms_stored_batch(v_tenant, p_batch);
+                RETURN;
+            END IF;
+            IF v_current IS NULL OR v_current IS DISTINCT FROM coalesce(v_expected, v_current) THEN
+                RAISE EXCEPTION 'stream % is at version %, not the expected %', v_id, coalesce(v_current, 0),
+                    coalesce(v_expected::text, 'any')
+                    USING ERRCODE = 'OMS01', DETAIL = json_build_object(
+                        'stream', v_id, 'expected', v_expected, 'actual', coalesce(v_current, 0))::text;
+            END IF;
+            -- The previous version must carry a smaller txid than ours, or followers, which read in
+            -- (txid, position) order, would see this stream's events out of order. It can only be
+            -- larger if this transaction took its xid before that version committed: retry afresh.
+            IF (SELECT e.txid FROM events e WHERE e.tenant_id = v_tenant AND e.stream_id = v_id
+                AND e.version = v_current) > pg_current_xact_id() THEN
+                RAISE EXCEPTION 'stream % moved on while this transaction was open', v_id
+                    USING ERRCODE = 'OMS01', DETAIL = json_build_object(
+                        'stream', v_id, 'expected', v_expected, 'actual', v_current)::text;
+            END IF;
+            v_version := v_current + v_count;
+            UPDATE streams s SET version = v_version, updated_at = now()
+            WHERE s.tenant_id = v_tenant AND s.stream_id = v_id;
         END IF;
         RETURN QUERY
             WITH inserted AS (
-                INSERT INTO events (tenant_id, stream_id, version, event_id, event_type, schema_version, data, metadata)
-                SELECT v_tenant, v_stream ->> 'stream_id', v_version - v_count + x.n::int,
+                INSERT INTO events (tenant_id, stream_id, version, event_id, event_type, schema_version,
+                                    data, metadata)
+                SELECT v_tenant, v_id, v_version - v_count + x.n::int,
                        (x.e ->> 'event_id')::uuid, x.e ->> 'event_type',
                        coalesce((x.e ->> 'schema_version')::int, 1), x.e -> 'data', x.e -> 'metadata'
                 FROM jsonb_array_elements(v_stream -> 'events') WITH ORDINALITY AS x (e, n)
                 ORDER BY x.n
-                RETURNING events.stream_id, events.version, events.position, events.event_id, events.recorded_at,
-                          events.txid
+                RETURNING events.stream_id, events.version, events.position, events.event_id,
+                          events.recorded_at, events.txid
             )
-            SELECT i.stream_id, i.version, i.position, i.event_id, i.recorded_at, i.txid, false FROM inserted i ORDER BY i.position;
+            SELECT i.stream_id, i.version, i.position, i.event_id, i.recorded_at, i.txid, false
+            FROM inserted i ORDER BY i.position;
     END LOOP;
 END $$;
+
+-- The stored rows of a batch appended before: what a retry gets back.
+CREATE FUNCTION oms_stored_batch(p_tenant uuid, p_batch jsonb)
+RETURNS TABLE (stream_id text, version int, "position" bigint, event_id uuid, recorded_at timestamptz,
+               txid xid8, duplicate boolean)
+LANGUAGE sql STABLE
+AS $$
+    SELECT e.stream_id, e.version, e.position, e.event_id, e.recorded_at, e.txid, true
+    FROM events e
+    WHERE e.tenant_id = p_tenant AND e.event_id IN (
+        SELECT (x ->> 'event_id')::uuid FROM jsonb_array_elements(p_batch) s, jsonb_array_elements(s -> 'events') x)
+    ORDER BY e.position
+$$;
 
 -- Followers read (txid, position) after their checkpoint and strictly below the oldest transaction
 -- still running, so an event that commits later can never land behind a checkpoint.

@@ -10,12 +10,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg import errors as pg_errors
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core import eventstore as es
 from core.catalog import CODE_PATTERN, SKU_PATTERN, text_field
-from core.commands import Actor, Context, Retry, derived_id, execute, parse
+from core.commands import Actor, Context, derived_id, execute, parse
 from core.customers import parse_id
 from core.db import Database
 from core.errors import NotFound, ValidationError
@@ -27,18 +26,20 @@ MAX_LINES = 100
 MAX_LINE_UNITS = 10_000
 MAX_FEE = 1_000_000_00
 
-CUSTOMER = "SELECT id, name, active FROM customers WHERE id = %s"
-PRODUCTS = "SELECT sku, name, price, active FROM products WHERE sku = ANY(%s)"
-AVAILABLE = (
-    "SELECT s.sku, s.warehouse, w.priority, s.on_hand - s.reserved FROM stock s"
-    " JOIN warehouses w ON w.tenant_id = s.tenant_id AND w.code = s.warehouse"
-    " WHERE s.sku = ANY(%s) AND w.active"
-)
-SETTINGS = (
-    "SELECT s.allocation_strategy, s.reservation_minutes, s.tax_rate_bp, t.currency"
+# Everything placing an order needs to know, in one statement: the customer, the products, stock
+# per active warehouse, the tenant's settings and the next order number (a rejected or replayed
+# order leaves a gap in the numbers; that is fine).
+PLACE_CONTEXT = (
+    "SELECT (SELECT json_build_array(c.id, c.name, c.active) FROM customers c WHERE c.id = %(customer)s),"
+    " (SELECT coalesce(json_agg(json_build_array(p.sku, p.name, p.price, p.active)), '[]')"
+    "  FROM products p WHERE p.sku = ANY(%(skus)s)),"
+    " (SELECT coalesce(json_agg(json_build_array(st.sku, st.warehouse, w.priority,"
+    "  st.on_hand - st.reserved)), '[]') FROM stock st"
+    "  JOIN warehouses w ON w.tenant_id = st.tenant_id AND w.code = st.warehouse"
+    "  WHERE st.sku = ANY(%(skus)s) AND w.active),"
+    " s.allocation_strategy, s.reservation_minutes, s.tax_rate_bp, t.currency, oms_next_order_number()"
     " FROM tenant_settings s JOIN tenants t ON t.id = s.tenant_id"
 )
-NEXT_NUMBER = "SELECT oms_next_order_number()"
 ORDER_BY_NUMBER = "SELECT id FROM orders WHERE number = %s"
 EXPIRED = (
     "SELECT id FROM orders WHERE status = 'reserved' AND reserved_until <= %s"
@@ -125,25 +126,21 @@ def place_order(
     skus = [x.sku for x in cmd.lines]
 
     def handle(ctx: Context) -> dict:
-        c = ctx.conn
-        customer_q, products_q = c.execute(CUSTOMER, [cmd.customer_id]), c.execute(PRODUCTS, [skus])
-        stock_q, settings_q = c.execute(AVAILABLE, [skus]), c.execute(SETTINGS)
+        context = ctx.conn.execute(PLACE_CONTEXT, {"customer": cmd.customer_id, "skus": skus})
         ctx.check_replay()
-        customer = customer_q.fetchone()
+        customer, product_rows, stock_rows, strategy, minutes, tax_bp, currency, number = context.fetchone()
         if not customer or not customer[2]:
             raise NotFound(f"no active customer {cmd.customer_id}")
-        products = {r[0]: r for r in products_q}
+        products = {r[0]: r for r in product_rows}
         if missing := [s for s in skus if s not in products]:
             raise ValidationError(f"unknown SKU: {', '.join(missing)}")
         if inactive := [s for s in skus if not products[s][3]]:
             raise ValidationError(f"inactive SKU: {', '.join(inactive)}")
         stock: dict[str, list[WarehouseStock]] = {}
-        for sku, wh, priority, available in stock_q:
+        for sku, wh, priority, available in stock_rows:
             stock.setdefault(sku, []).append(WarehouseStock(wh, priority, available))
-        strategy, minutes, tax_bp, currency = settings_q.fetchone()
         allocations, short = allocate({x.sku: x.quantity for x in cmd.lines}, stock, strategy)
         order_id = str(derived_id(ctx.tenant_id, ctx.key, "order"))
-        number = c.execute(NEXT_NUMBER).fetchone()[0]
         events = Order.place(
             order_id=order_id,
             number=number,
@@ -166,11 +163,9 @@ def place_order(
             short=short,
             reserved_until=when + timedelta(minutes=minutes),
         )
-        try:
-            _append(ctx, order_id, 0, events)
-            c.execute("SELECT 1").fetchone()  # surface a failed stock check here, inside the retry
-        except pg_errors.CheckViolation:
-            raise Retry("stock changed while reserving") from None
+        # If another order took the stock since the read, the stock CHECK fails at commit and
+        # execute() runs this handler again with fresh stock levels.
+        _append(ctx, order_id, 0, events)
         placed, outcome = events[0][1], events[1][1]
         return {
             "order_id": order_id,

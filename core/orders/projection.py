@@ -7,18 +7,21 @@ from core.projections import Projection
 
 PLACE = (
     "INSERT INTO orders (tenant_id, id, number, customer_id, customer_name, channel, status, currency,"
-    " subtotal, shipping_fee, tax, total, placed_at, updated_at, version)"
+    " subtotal, shipping_fee, tax, total, placed_at, reserved_until, closed_at, updated_at, version)"
     " VALUES (oms_current_tenant(), %(order_id)s, %(number)s, %(customer_id)s, %(customer_name)s,"
     " %(channel)s, %(status)s, %(currency)s, %(subtotal)s, %(shipping_fee)s, %(tax)s, %(total)s, %(at)s,"
-    " %(at)s, %(version)s)"
+    " %(reserved_until)s, %(closed_at)s, %(at)s, %(version)s)"
 )
-LINE = (
+LINES = (
     "INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, quantity, unit_price, line_total)"
-    " VALUES (oms_current_tenant(), %s, %s, %s, %s, %s, %s, %s)"
+    " SELECT oms_current_tenant(), %s, u.line_no, u.sku, u.name, u.quantity, u.unit_price,"
+    " u.quantity * u.unit_price FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::bigint[])"
+    " AS u (line_no, sku, name, quantity, unit_price)"
 )
 ALLOCATE = (
     "INSERT INTO order_allocations (tenant_id, order_id, sku, warehouse, quantity, state)"
-    " VALUES (oms_current_tenant(), %s, %s, %s, %s, 'reserved')"
+    " SELECT oms_current_tenant(), %s, u.sku, u.warehouse, u.quantity, 'reserved'"
+    " FROM unnest(%s::text[], %s::text[], %s::int[]) AS u (sku, warehouse, quantity)"
 )
 # Each later event sets the status it leads to and, where it has one, its own timestamp column.
 STATUS = (
@@ -53,57 +56,93 @@ class OrdersProjection(Projection):
     tables = ("orders", "order_lines", "order_allocations", "shipments")
     kind = "inline"
 
+    def apply_all(self, conn, events) -> None:
+        events = list(events)
+        for n, event in enumerate(events):
+            # An order placed and reserved (or rejected) in one append is written once, in its final state.
+            nxt = events[n + 1] if n + 1 < len(events) else None
+            if event.event_type == "OrderPlaced" and nxt is not None and nxt.event_type in OUTCOMES:
+                self._place(conn, event, nxt)
+            elif not (n and events[n - 1].event_type == "OrderPlaced" and event.event_type in OUTCOMES):
+                self.apply(conn, event)
+
     def apply(self, conn, event: es.RecordedEvent) -> None:
         d = event.data
         oid = d.get("order_id")
-        if not event.event_type.startswith(("Order", "Reservation", "Return", "Refund")) or not oid:
+        if not oid or not event.event_type.startswith(("Order", "Reservation", "Return", "Refund")):
             return
-        at = d.get("at") or event.recorded_at
         if event.event_type == "OrderPlaced":
-            conn.execute(PLACE, {**d, "at": at, "version": event.version})
-            with conn.cursor() as cur:
-                cur.executemany(
-                    LINE,
-                    [
-                        (
-                            oid,
-                            x["line_no"],
-                            x["sku"],
-                            x["name"],
-                            x["quantity"],
-                            x["unit_price"],
-                            x["quantity"] * x["unit_price"],
-                        )
-                        for x in d["lines"]
-                    ],
-                )
+            self._place(conn, event, None)
             return
-        conn.execute(
-            STATUS,
-            {
-                "status": d["status"],
-                "at": at,
-                "version": event.version,
-                "type": event.event_type,
-                "reserved_until": d.get("reserved_until"),
-                "order_id": oid,
-                "paid": d["amount"] if event.event_type == "OrderPaid" else 0,
-                "refunded": d["amount"] if event.event_type == "RefundIssued" else 0,
-            },
-        )
-        with conn.cursor() as cur:
-            match event.event_type:
-                case "OrderReserved":
-                    cur.executemany(
-                        ALLOCATE, [(oid, a["sku"], a["warehouse"], a["quantity"]) for a in d["allocations"]]
-                    )
-                case "OrderCancelled" | "ReservationExpired":
-                    cur.execute(RELEASE, [oid])
-                case "OrderShipped":
-                    cur.execute(SHIP, [oid, d["warehouse"]])
-                    cur.execute(SHIPMENT, [oid, d["warehouse"], d["carrier"], d["tracking"], at])
-                case "ReturnReceived":
+        conn.execute(STATUS, _status(event))
+        match event.event_type:
+            case "OrderReserved":
+                self._allocate(conn, d)
+            case "OrderCancelled" | "ReservationExpired":
+                conn.execute(RELEASE, [oid])
+            case "OrderShipped":
+                conn.execute(SHIP, [oid, d["warehouse"]])
+                conn.execute(
+                    SHIPMENT,
+                    [oid, d["warehouse"], d["carrier"], d["tracking"], d.get("at") or event.recorded_at],
+                )
+            case "ReturnReceived":
+                with conn.cursor() as cur:
                     cur.executemany(RETURNED, [(i["quantity"], oid, i["line_no"]) for i in d["items"]])
+
+    @staticmethod
+    def _allocate(conn, d: dict) -> None:
+        a = d["allocations"]
+        conn.execute(
+            ALLOCATE,
+            [d["order_id"], [x["sku"] for x in a], [x["warehouse"] for x in a], [x["quantity"] for x in a]],
+        )
+
+    def _place(self, conn, placed: es.RecordedEvent, outcome: es.RecordedEvent | None) -> None:
+        d = placed.data
+        final = outcome or placed
+        at = d.get("at") or placed.recorded_at
+        status = final.data["status"]
+        params = {
+            **d,
+            "at": at,
+            "version": final.version,
+            "status": status,
+            "reserved_until": final.data.get("reserved_until"),
+            "closed_at": at if status == "rejected" else None,
+        }
+        conn.execute(PLACE, params)
+        lines = d["lines"]
+        conn.execute(
+            LINES,
+            [
+                d["order_id"],
+                [x["line_no"] for x in lines],
+                [x["sku"] for x in lines],
+                [x["name"] for x in lines],
+                [x["quantity"] for x in lines],
+                [x["unit_price"] for x in lines],
+            ],
+        )
+        if outcome is not None and outcome.event_type == "OrderReserved":
+            self._allocate(conn, outcome.data)
+
+
+OUTCOMES = ("OrderReserved", "OrderRejected")
+
+
+def _status(event: es.RecordedEvent) -> dict:
+    d = event.data
+    return {
+        "status": d["status"],
+        "at": d.get("at") or event.recorded_at,
+        "version": event.version,
+        "type": event.event_type,
+        "reserved_until": d.get("reserved_until"),
+        "order_id": d["order_id"],
+        "paid": d["amount"] if event.event_type == "OrderPaid" else 0,
+        "refunded": d["amount"] if event.event_type == "RefundIssued" else 0,
+    }
 
 
 ORDERS = OrdersProjection()
