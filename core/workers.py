@@ -1,0 +1,93 @@
+"""The background work the worker runs, and the heartbeats it leaves for the System page.
+
+Each job is a function of the database that does one bounded batch for every tenant; the work
+state lives in PostgreSQL (checkpoints, order rows), so any number of workers can run side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from core import chain, projections
+from core.commands import SYSTEM
+from core.db import Database
+from core.orders.handlers import expire_reservations
+from core.tenants import list_tenants
+
+BEAT = (
+    "INSERT INTO worker_heartbeats (worker_id, hostname, pid, started_at, seen_at, stopped_at, jobs)"
+    " VALUES (%s, %s, %s, %s, now(), %s, %s) ON CONFLICT (worker_id) DO UPDATE"
+    " SET seen_at = now(), stopped_at = excluded.stopped_at, jobs = excluded.jobs"
+)
+RECENT = (
+    "SELECT worker_id, hostname, pid, started_at, seen_at, stopped_at, jobs FROM worker_heartbeats"
+    " WHERE seen_at > now() - interval '1 day' ORDER BY seen_at DESC"
+)
+
+
+def follow_projections(db: Database, batch: int = 2000) -> int:
+    """Advance every asynchronous follower (projections, then the hash chain) for every tenant."""
+    followers = [p for p in projections.registry().values() if p.kind == "async"] + [chain.SEALER]
+    done = 0
+    for tenant in list_tenants(db):
+        for follower in followers:
+            done += projections.follow(db, tenant.id, follower, batch)
+    return done
+
+
+def expire_all(db: Database) -> int:
+    """Release every reservation that ran out unpaid, in every tenant."""
+    return sum(len(expire_reservations(db, t.id, SYSTEM)) for t in list_tenants(db))
+
+
+JOBS: dict[str, tuple[Callable[[Database], int], float]] = {
+    # name: (work, seconds between runs)
+    "projections": (follow_projections, 0.5),
+    "reservation_expiry": (expire_all, 15.0),
+}
+
+
+class Heartbeat:
+    """One worker's identity and the last outcome of each of its jobs."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.started_at = datetime.now(UTC)
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def record(self, job: str, started: datetime, seconds: float, processed: int | None, error: str | None):
+        self.jobs[job] = {
+            "last_run": started.isoformat(),
+            "seconds": round(seconds, 4),
+            "processed": processed,
+            "error": error,
+        }
+
+    def beat(self, stopped: bool = False) -> None:
+        with self.db.connection() as conn:
+            conn.execute(
+                BEAT,
+                [
+                    self.worker_id,
+                    socket.gethostname(),
+                    os.getpid(),
+                    self.started_at,
+                    datetime.now(UTC) if stopped else None,
+                    json.dumps(self.jobs),
+                ],
+            )
+
+
+def heartbeats(db: Database) -> list[dict[str, Any]]:
+    """Workers seen in the last day, newest first."""
+    with db.connection() as conn:
+        cur = conn.execute(RECENT)
+        cols = [c.name for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur]
