@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -10,19 +11,31 @@ from core import eventstore as es
 from core.commands import Actor, Context, execute, parse, require
 from core.db import Database
 from core.errors import NotFound, ValidationError
-from core.projections import Projection
+from core.projections import Projection, fold
 
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,63}$"
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{0,31}$"
 MAX_PRICE = 100_000_000_00  # a hundred million in major units
 
 
-def text_field(v: str, what: str, max_len: int = 200, required: bool = True) -> str:
-    v = (v or "").strip()
+# Characters that make text lie about itself: controls, bidi overrides, invisible spaces.
+# Joiners stay allowed (emoji sequences such as a family use them).
+HIDDEN = set("\u200b\u2060\ufeff\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def text_field(v: object, what: str, max_len: int = 200, required: bool = True) -> str:
+    """Clean one line of text a person typed, or refuse it with a ValidationError naming the field."""
+    if v is None:
+        v = ""
+    if not isinstance(v, str):
+        raise ValidationError(f"{what} must be text")
+    v = v.strip()
     if required and not v:
-        raise ValueError(f"{what} is required")
-    if len(v) > max_len or not v.isprintable():
-        raise ValueError(f"{what} must be printable text of at most {max_len} characters")
+        raise ValidationError(f"{what} is required")
+    if len(v) > max_len:
+        raise ValidationError(f"{what} must be at most {max_len} characters")
+    if any(c in HIDDEN or unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") for c in v):
+        raise ValidationError(f"{what} must be plain text, without control or invisible characters")
     return v
 
 
@@ -83,7 +96,7 @@ def _append(ctx: Context, stream: str, kind: str, event_type: str, data: dict, e
         ],
         es.Metadata(ctx.actor.name),
     )
-    CATALOG.apply_all(ctx.conn, result.events)
+    fold(ctx.conn, result, CATALOG)
 
 
 def add_product(

@@ -338,6 +338,734 @@ def bench_append(
     print(json.dumps(bench.append(clients=clients, seconds=seconds, tenants=tenants)))
 
 
+# ---------------------------------------------------------------------------------------------------
+# Catalog, stock, customers, orders, settings, demo. Every command goes through core functions as the
+# CLI operator (owner); text output shows money in the tenant's currency, JSON keeps minor units.
+
+product_app = typer.Typer(help="Products: SKU, name, category, price.", no_args_is_help=True)
+warehouse_app = typer.Typer(help="Warehouses: code, name, region, allocation priority.", no_args_is_help=True)
+stock_app = typer.Typer(help="Stock per SKU and warehouse, and its movements.", no_args_is_help=True)
+customer_app = typer.Typer(help="Customers and their notification preferences.", no_args_is_help=True)
+order_app = typer.Typer(
+    help="Orders: place, pay, ship, deliver, cancel, return, look up.", no_args_is_help=True
+)
+settings_app = typer.Typer(help="A tenant's order settings.", no_args_is_help=True)
+for sub, name in [
+    (product_app, "product"),
+    (warehouse_app, "warehouse"),
+    (stock_app, "stock"),
+    (customer_app, "customer"),
+    (order_app, "order"),
+    (settings_app, "settings"),
+]:
+    app.add_typer(sub, name=name)
+
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--idempotency-key", help="Repeating a command with the same key returns its first result."),
+]
+OrderArg = Annotated[str, typer.Argument(help="Order number (1001 or #1001) or id.")]
+
+
+def cli_actor():
+    from core.commands import CLI
+
+    return CLI
+
+
+def money(amount: int | None, currency: str) -> str:
+    """Minor units as the tenant shows them: 'USD 1,234.50'."""
+    if amount is None:
+        return ""
+    sign, amount = ("-" if amount < 0 else ""), abs(int(amount))
+    return f"{currency.strip()} {sign}{amount // 100:,}.{amount % 100:02d}"
+
+
+def local_time(value: Any, zone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    if value in (None, ""):
+        return ""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.astimezone(ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+
+
+def parse_pairs(specs: list[str] | None, what: str, example: str, numeric_key: bool) -> list[tuple[Any, int]]:
+    """--line values 'KEY:QTY'; a malformed one is a clear error naming it."""
+    import re
+
+    pairs = []
+    for spec in specs or []:
+        head, sep, qty = str(spec).rpartition(":")
+        head = head.strip()
+        ok = sep and head and re.fullmatch(r"\s*[+-]?\d{1,9}\s*", qty)
+        if ok and numeric_key and not re.fullmatch(r"\d{1,6}", head):
+            ok = False
+        if not ok:
+            raise ValidationError(
+                f"--line must look like {what}:QTY (e.g. {example}), not '{str(spec)[:60]}'"
+            )
+        pairs.append((int(head) if numeric_key else head, int(qty)))
+    return pairs
+
+
+def parse_day(value: str | None, option: str):
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError:
+        raise ValidationError(f"{option} must be a date like 2026-01-31, not '{value[:40]}'") from None
+
+
+@product_app.command("add")
+@command
+def product_add(
+    tenant: TenantOpt,
+    sku: Annotated[str, typer.Option(help="Stock keeping unit, e.g. TSHIRT-M (upper case is used).")],
+    name: Annotated[str, typer.Option()],
+    price: Annotated[int, typer.Option(help="Price in minor units (cents), e.g. 1250 for 12.50.")],
+    category: Annotated[str, typer.Option()] = "",
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a product to the catalog."""
+    from core.catalog import add_product
+
+    t = tenant_of(tenant)
+    p = add_product(
+        database(), t.id, cli_actor(), key=key, sku=sku, name=name, category=category, price=price
+    )
+    emit(as_json, p, f"added product {p['sku']} {p['name']} at {money(p['price'], t.currency)}")
+
+
+@product_app.command("list")
+@command
+def product_list(
+    tenant: TenantOpt,
+    search: Annotated[str, typer.Option(help="Part of a SKU or name.")] = "",
+    category: Annotated[str, typer.Option()] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """List products."""
+    from core.catalog import list_products
+
+    t = tenant_of(tenant)
+    ps = list_products(database(), t.id, cli_actor(), search=search, category=category, limit=1000)
+    rows = [
+        [p["sku"], p["name"], p["category"], money(p["price"], t.currency), "yes" if p["active"] else "no"]
+        for p in ps
+    ]
+    emit(as_json, ps, table("Products", ["sku", "name", "category", "price", "active"], rows))
+
+
+@warehouse_app.command("add")
+@command
+def warehouse_add(
+    tenant: TenantOpt,
+    code: Annotated[str, typer.Option(help="Short code, e.g. NJ1.")],
+    name: Annotated[str, typer.Option()],
+    region: Annotated[str, typer.Option()] = "",
+    priority: Annotated[int, typer.Option(help="Lower goes first when allocating.")] = 100,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a warehouse."""
+    from core.catalog import add_warehouse
+
+    t = tenant_of(tenant)
+    w = add_warehouse(
+        database(), t.id, cli_actor(), key=key, code=code, name=name, region=region, priority=priority
+    )
+    emit(as_json, w, f"added warehouse {w['code']} {w['name']} (priority {w['priority']})")
+
+
+@warehouse_app.command("list")
+@command
+def warehouse_list(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """List warehouses in allocation order."""
+    from core.catalog import list_warehouses
+
+    ws = list_warehouses(database(), tenant_of(tenant).id, cli_actor())
+    rows = [[w["code"], w["name"], w["region"], w["priority"], "yes" if w["active"] else "no"] for w in ws]
+    emit(as_json, ws, table("Warehouses", ["code", "name", "region", "priority", "active"], rows))
+
+
+def _stock_text(row: dict[str, Any]) -> str:
+    return (
+        f"{row['sku']} in {row['warehouse']}: on hand {row['on_hand']}, reserved {row['reserved']},"
+        f" available {row['available']}"
+    )
+
+
+@stock_app.command("receive")
+@command
+def stock_receive(
+    tenant: TenantOpt,
+    sku: Annotated[str, typer.Option()],
+    warehouse: Annotated[str, typer.Option()],
+    quantity: Annotated[int, typer.Option()],
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Receive units into a warehouse."""
+    from core.inventory import receive
+
+    row = receive(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        key=key,
+        sku=sku,
+        warehouse=warehouse,
+        quantity=quantity,
+    )
+    emit(as_json, row, _stock_text(row))
+
+
+@stock_app.command("adjust")
+@command
+def stock_adjust(
+    tenant: TenantOpt,
+    sku: Annotated[str, typer.Option()],
+    warehouse: Annotated[str, typer.Option()],
+    change: Annotated[int, typer.Option(help="Units to add (positive) or remove (negative).")],
+    reason: Annotated[str, typer.Option(help="Why, e.g. 'damaged' or 'cycle count'.")],
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Correct the units on hand, with a reason."""
+    from core.inventory import adjust
+
+    row = adjust(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        key=key,
+        sku=sku,
+        warehouse=warehouse,
+        change=change,
+        reason=reason,
+    )
+    emit(as_json, row, _stock_text(row))
+
+
+@stock_app.command("transfer")
+@command
+def stock_transfer(
+    tenant: TenantOpt,
+    sku: Annotated[str, typer.Option()],
+    source: Annotated[str, typer.Option("--from", help="Warehouse the units leave.")],
+    destination: Annotated[str, typer.Option("--to", help="Warehouse the units arrive at.")],
+    quantity: Annotated[int, typer.Option()],
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Move units between warehouses."""
+    from core.inventory import transfer
+
+    result = transfer(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        key=key,
+        sku=sku,
+        source=source,
+        destination=destination,
+        quantity=quantity,
+    )
+    emit(as_json, result, f"{_stock_text(result['from'])}\n{_stock_text(result['to'])}")
+
+
+@stock_app.command("reorder")
+@command
+def stock_reorder(
+    tenant: TenantOpt,
+    sku: Annotated[str, typer.Option()],
+    warehouse: Annotated[str, typer.Option()],
+    point: Annotated[int, typer.Option(help="Available units at or below which the SKU counts as low.")],
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set the reorder point of a SKU in a warehouse."""
+    from core.inventory import set_reorder_point
+
+    row = set_reorder_point(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        key=key,
+        sku=sku,
+        warehouse=warehouse,
+        reorder_point=point,
+    )
+    emit(as_json, row, f"{_stock_text(row)}; reorder point {row['reorder_point']}")
+
+
+@stock_app.command("show")
+@command
+def stock_show(
+    tenant: TenantOpt,
+    sku: Annotated[str, typer.Option()] = "",
+    warehouse: Annotated[str, typer.Option()] = "",
+    low: Annotated[bool, typer.Option("--low", help="Only rows at or below their reorder point.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Stock levels per SKU and warehouse."""
+    from core.inventory import stock_levels
+
+    rows = stock_levels(
+        database(), tenant_of(tenant).id, cli_actor(), sku=sku, warehouse=warehouse, low_only=low
+    )
+    emit(
+        as_json,
+        rows,
+        table(
+            "Stock",
+            ["sku", "warehouse", "on hand", "reserved", "available", "reorder point", "low"],
+            [
+                [r["sku"], r["warehouse"], r["on_hand"], r["reserved"], r["available"], r["reorder_point"]]
+                + ["LOW" if r["low"] else ""]
+                for r in rows
+            ],
+        ),
+    )
+
+
+@customer_app.command("add")
+@command
+def customer_add(
+    tenant: TenantOpt,
+    name: Annotated[str, typer.Option()],
+    email: Annotated[str, typer.Option()] = "",
+    phone: Annotated[str, typer.Option()] = "",
+    notify_email: Annotated[bool, typer.Option("--notify-email/--no-notify-email")] = True,
+    notify_sms: Annotated[bool, typer.Option("--notify-sms/--no-notify-sms")] = False,
+    notify_push: Annotated[bool, typer.Option("--notify-push/--no-notify-push")] = False,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a customer."""
+    from core.customers import add_customer
+
+    c = add_customer(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        key=key,
+        name=name,
+        email=email,
+        phone=phone,
+        notify_email=notify_email,
+        notify_sms=notify_sms,
+        notify_push=notify_push,
+    )
+    emit(as_json, c, f"added customer {c['name']} ({c['id']})")
+
+
+@customer_app.command("list")
+@command
+def customer_list(
+    tenant: TenantOpt,
+    search: Annotated[str, typer.Option(help="Part of a name, email or phone number.")] = "",
+    as_json: JsonOpt = False,
+) -> None:
+    """List customers."""
+    from core.customers import list_customers
+
+    cs = list_customers(database(), tenant_of(tenant).id, cli_actor(), search=search, limit=1000)
+    rows = [
+        [
+            c["name"],
+            c["email"],
+            c["phone"],
+            " ".join(ch for ch in ("email", "sms", "push") if c[f"notify_{ch}"]),
+            c["id"],
+        ]
+        for c in cs
+    ]
+    emit(as_json, cs, table("Customers", ["name", "email", "phone", "notify by", "id"], rows))
+
+
+def _customer_id(tenant_id: Any, ref: str) -> str:
+    """A customer from its id, or from its exact email address or name when that is unambiguous."""
+    from core.customers import list_customers
+
+    ref = ref.strip()
+    try:
+        return str(uuid.UUID(ref))
+    except ValueError:
+        pass
+    found = [
+        c
+        for c in list_customers(database(), tenant_id, cli_actor(), search=ref, limit=1000)
+        if ref.lower() in (c["email"].lower(), c["name"].lower())
+    ]
+    if not found:
+        from core.errors import NotFound
+
+        raise NotFound(f"no customer '{ref[:60]}' (give the id, email or full name)")
+    if len(found) > 1:
+        raise ValidationError(f"{len(found)} customers match '{ref[:60]}': give the customer id")
+    return str(found[0]["id"])
+
+
+@order_app.command("place")
+@command
+def order_place(
+    tenant: TenantOpt,
+    customer: Annotated[str, typer.Option(help="Customer id, email or full name.")],
+    line: Annotated[list[str] | None, typer.Option("--line", help="SKU:QTY; repeat for more lines.")] = None,
+    channel: Annotated[str, typer.Option(help="web, pos, marketplace or phone.")] = "web",
+    shipping_fee: Annotated[int, typer.Option("--shipping-fee", help="In minor units.")] = 0,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Place an order: all of it is reserved, or it is rejected as out of stock and nothing is."""
+    from core.orders.handlers import place_order
+    from core.orders.model import OutOfStock
+
+    lines = parse_pairs(line, "SKU", "TSHIRT-M:2", numeric_key=False)
+    if not lines:
+        raise ValidationError("an order needs at least one --line SKU:QTY")
+    t = tenant_of(tenant)
+    try:
+        r = place_order(
+            database(),
+            t.id,
+            cli_actor(),
+            customer_id=_customer_id(t.id, customer),
+            lines=lines,
+            channel=channel,
+            shipping_fee=shipping_fee,
+            key=key,
+        )
+    except OutOfStock as exc:
+        if not as_json:
+            raise
+        print(json.dumps({"error": str(exc), "number": exc.number, "status": "rejected", "short": exc.short}))
+        raise typer.Exit(1) from None
+    where = ", ".join(f"{a['quantity']} {a['sku']} from {a['warehouse']}" for a in r["allocations"])
+    emit(
+        as_json,
+        r,
+        f"order #{r['number']} {r['status']}: {money(r['total'], r['currency'])}; {where}",
+    )
+
+
+def _order_text(r: dict[str, Any]) -> str:
+    return f"order #{r['number']} is {r['status']} ({', '.join(r['events']) or 'nothing changed'})"
+
+
+@order_app.command("pay")
+@command
+def order_pay(
+    tenant: TenantOpt,
+    order: OrderArg,
+    amount: Annotated[int | None, typer.Option(help="Minor units; the order total if left out.")] = None,
+    method: Annotated[str, typer.Option()] = "manual",
+    reference: Annotated[str, typer.Option()] = "",
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the payment of a reserved order."""
+    from core.orders.handlers import pay_order
+
+    r = pay_order(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        order,
+        amount=amount,
+        method=method,
+        reference=reference,
+        key=key,
+    )
+    emit(as_json, r, _order_text(r))
+
+
+@order_app.command("ship")
+@command
+def order_ship(
+    tenant: TenantOpt,
+    order: OrderArg,
+    carrier: Annotated[str, typer.Option()],
+    tracking: Annotated[str, typer.Option()],
+    warehouse: Annotated[str | None, typer.Option(help="Ship one warehouse's part; all if left out.")] = None,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ship a paid order (one shipment per warehouse it was allocated from)."""
+    from core.orders.handlers import ship_order
+
+    r = ship_order(
+        database(),
+        tenant_of(tenant).id,
+        cli_actor(),
+        order,
+        carrier=carrier,
+        tracking=tracking,
+        warehouse=warehouse,
+        key=key,
+    )
+    emit(as_json, r, _order_text(r))
+
+
+@order_app.command("deliver")
+@command
+def order_deliver(tenant: TenantOpt, order: OrderArg, key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Mark a shipped order delivered."""
+    from core.orders.handlers import deliver_order
+
+    r = deliver_order(database(), tenant_of(tenant).id, cli_actor(), order, key=key)
+    emit(as_json, r, _order_text(r))
+
+
+@order_app.command("cancel")
+@command
+def order_cancel(
+    tenant: TenantOpt,
+    order: OrderArg,
+    reason: Annotated[str, typer.Option()] = "",
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel an order before shipment: its reservations are released and a payment refunded."""
+    from core.orders.handlers import cancel_order
+
+    r = cancel_order(database(), tenant_of(tenant).id, cli_actor(), order, reason=reason, key=key)
+    emit(as_json, r, _order_text(r))
+
+
+@order_app.command("return")
+@command
+def order_return(
+    tenant: TenantOpt,
+    order: OrderArg,
+    warehouse: Annotated[str, typer.Option(help="Warehouse the returned units go back into.")],
+    line: Annotated[
+        list[str] | None, typer.Option("--line", help="LINE_NO:QTY; repeat for more lines.")
+    ] = None,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take back delivered units and refund them."""
+    from core.orders.handlers import return_items
+
+    pairs = parse_pairs(line, "LINE_NO", "1:2", numeric_key=True)
+    if not pairs:
+        raise ValidationError("a return needs at least one --line LINE_NO:QTY")
+    items: dict[int, int] = {}
+    for line_no, qty in pairs:
+        if line_no in items:
+            raise ValidationError(f"line {line_no} is given twice")
+        items[line_no] = qty
+    r = return_items(
+        database(), tenant_of(tenant).id, cli_actor(), order, items=items, warehouse=warehouse, key=key
+    )
+    emit(as_json, r, _order_text(r))
+
+
+@order_app.command("expire")
+@command
+def order_expire(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """Release every reservation that ran out unpaid (the worker does this on a schedule)."""
+    from core.orders.handlers import expire_reservations
+
+    done = expire_reservations(database(), tenant_of(tenant).id, cli_actor())
+    numbers = ", ".join(f"#{r['number']}" for r in done)
+    emit(as_json, done, f"expired {len(done)} reservation(s){': ' + numbers if numbers else ''}")
+
+
+@order_app.command("show")
+@command
+def order_show(tenant: TenantOpt, order: OrderArg, as_json: JsonOpt = False) -> None:
+    """One order: lines, allocations, shipments and the timeline of its events."""
+    from core.orders.queries import order_detail
+
+    t = tenant_of(tenant)
+    d = order_detail(database(), t.id, cli_actor(), order)
+    cur, zone = d["currency"], t.time_zone
+
+    def show() -> None:
+        console.print(
+            f"[bold]Order #{d['number']}[/bold]  {d['status']}  ({d['id']})\n"
+            f"customer {d['customer_name']} ({d['customer_id']}), channel {d['channel']},"
+            f" placed {local_time(d['placed_at'], zone)} ({zone})\n"
+            f"subtotal {money(d['subtotal'], cur)}  shipping {money(d['shipping_fee'], cur)}"
+            f"  tax {money(d['tax'], cur)}  total {money(d['total'], cur)}"
+            f"  paid {money(d['paid_amount'], cur)}  refunded {money(d['refunded_amount'], cur)}",
+            highlight=False,
+        )
+        table(
+            "Lines",
+            ["line", "sku", "name", "qty", "unit price", "line total", "returned"],
+            [
+                [x["line_no"], x["sku"], x["name"], x["quantity"], money(x["unit_price"], cur)]
+                + [money(x["line_total"], cur), x["returned_quantity"]]
+                for x in d["lines"]
+            ],
+        )()
+        table(
+            "Allocations",
+            ["sku", "warehouse", "qty", "state"],
+            [[a["sku"], a["warehouse"], a["quantity"], a["state"]] for a in d["allocations"]],
+        )()
+        table(
+            "Shipments",
+            ["warehouse", "carrier", "tracking", "shipped"],
+            [
+                [s["warehouse"], s["carrier"], s["tracking"], local_time(s["shipped_at"], zone)]
+                for s in d["shipments"]
+            ],
+        )()
+        table(
+            "Timeline",
+            ["#", "at", "event", "status", "by"],
+            [
+                [e["version"], local_time(e["at"], zone), e["type"], e["data"].get("status", ""), e["actor"]]
+                for e in d["timeline"]
+            ],
+        )()
+
+    emit(as_json, d, show)
+
+
+@order_app.command("list")
+@command
+def order_list(
+    tenant: TenantOpt,
+    status: Annotated[list[str] | None, typer.Option(help="Repeat or separate with commas.")] = None,
+    channel: Annotated[list[str] | None, typer.Option(help="Repeat or separate with commas.")] = None,
+    customer: Annotated[str | None, typer.Option(help="Customer id, email or full name.")] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (tenant time).")
+    ] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (tenant time).")] = None,
+    search: Annotated[str, typer.Option(help="An order number or part of a customer name.")] = "",
+    page: Annotated[int, typer.Option()] = 1,
+    page_size: Annotated[int, typer.Option("--page-size")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """List orders, newest first, filtered and paginated."""
+    from core.orders.queries import OrderFilter, list_orders
+
+    def split(values: list[str] | None) -> tuple[str, ...]:
+        return tuple(v.strip() for value in values or [] for v in value.split(",") if v.strip())
+
+    t = tenant_of(tenant)
+    filters = OrderFilter(
+        status=split(status),
+        channel=split(channel),
+        customer_id=_customer_id(t.id, customer) if customer else None,
+        date_from=parse_day(date_from, "--from"),
+        date_to=parse_day(date_to, "--to"),
+        text=search,
+    )
+    result = list_orders(database(), t.id, cli_actor(), filters, page=page, page_size=page_size)
+    out = {
+        "rows": result.rows,
+        "page": result.page,
+        "page_size": result.page_size,
+        "has_next": result.has_next,
+    }
+    show = table(
+        f"Orders (page {result.page}{', more on the next' if result.has_next else ''})",
+        ["number", "placed", "customer", "channel", "status", "total", "refunded"],
+        [
+            [
+                f"#{r['number']}",
+                local_time(r["placed_at"], t.time_zone),
+                r["customer_name"],
+                r["channel"],
+                r["status"],
+                money(r["total"], r["currency"]),
+                money(r["refunded_amount"], r["currency"]) if r["refunded_amount"] else "",
+            ]
+            for r in result.rows
+        ],
+    )
+    emit(as_json, out, show)
+
+
+def _settings_text(t: Any, s: dict[str, Any]) -> str:
+    return (
+        f"{t.slug}: allocation {s['allocation_strategy']}, reservations hold {s['reservation_minutes']} min,"
+        f" tax {s['tax_rate_bp'] / 100:g}% ({s['tax_rate_bp']} bp), currency {t.currency},"
+        f" time zone {t.time_zone}"
+    )
+
+
+@settings_app.command("show")
+@command
+def settings_show(tenant: TenantOpt, as_json: JsonOpt = False) -> None:
+    """Show the tenant's order settings."""
+    from core.tenants import get_settings
+
+    t = tenant_of(tenant)
+    s = get_settings(database(), t.id)
+    emit(as_json, {**s, "currency": t.currency, "time_zone": t.time_zone}, _settings_text(t, s))
+
+
+@settings_app.command("set")
+@command
+def settings_set(
+    tenant: TenantOpt,
+    allocation_strategy: Annotated[
+        str | None, typer.Option("--allocation-strategy", help="priority or most_available.")
+    ] = None,
+    reservation_minutes: Annotated[
+        int | None, typer.Option("--reservation-minutes", help="How long an unpaid order holds stock.")
+    ] = None,
+    tax_rate_bp: Annotated[
+        int | None, typer.Option("--tax-rate-bp", help="Tax rate in basis points: 2000 = 20%.")
+    ] = None,
+    key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change the tenant's order settings."""
+    from core.tenants import change_settings
+
+    t = tenant_of(tenant)
+    changes = {
+        k: v
+        for k, v in {
+            "allocation_strategy": allocation_strategy,
+            "reservation_minutes": reservation_minutes,
+            "tax_rate_bp": tax_rate_bp,
+        }.items()
+        if v is not None
+    }
+    s = change_settings(database(), t.id, cli_actor(), key=key, **changes)
+    emit(as_json, {**s, "currency": t.currency, "time_zone": t.time_zone}, _settings_text(t, s))
+
+
+@app.command("demo")
+@command
+def demo(
+    orders: Annotated[int, typer.Option(help="Orders in all, over the three shops.")] = 3000,
+    seed: Annotated[int, typer.Option(help="The same seed gives the same history.")] = 7,
+    prefix: Annotated[str, typer.Option(help="Slugs are PREFIX-electronics, -fashion, -books.")] = "demo",
+    as_json: JsonOpt = False,
+) -> None:
+    """Create three demo shops with staff logins, stock, customers and months of order history."""
+    from core import demo as demo_data
+    from core.db import Database
+
+    db = Database(application_name="oms-demo", max_size=4)
+    try:
+        if as_json:
+            result = demo_data.seed_demo(db, orders=orders, seed=seed, prefix=prefix)
+            print(json.dumps(result, ensure_ascii=False))
+        else:
+            result = demo_data.seed_with_progress(db, console, orders=orders, seed=seed, prefix=prefix)
+            demo_data.print_summary(result, console)
+    finally:
+        db.close()
+
+
 @app.command("up")
 @command
 def up(
@@ -351,5 +1079,21 @@ def up(
     raise typer.Exit(launch(port=port, host=host))
 
 
+@app.command("worker")
+@command
+def worker(
+    heartbeat: Annotated[float, typer.Option(min=0.2, max=60, help="Seconds between heartbeats.")] = 2.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the background jobs (projections, hash chain, reservation expiry) until SIGTERM."""
+    from jobs.worker import main as run_worker
+
+    raise typer.Exit(run_worker(heartbeat))
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

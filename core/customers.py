@@ -13,7 +13,7 @@ from core.catalog import text_field
 from core.commands import Actor, Context, derived_id, execute, parse, require
 from core.db import Database
 from core.errors import NotFound, ValidationError
-from core.projections import Projection
+from core.projections import Projection, fold
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,24}$")
 PHONE = re.compile(r"^\+?[0-9 ()-]{6,24}$")
@@ -36,7 +36,7 @@ class CustomerFields(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, v: str) -> str:
-        v = (v or "").strip()
+        v = text_field(v, "email", 254, required=False)
         if v and not EMAIL.fullmatch(v):
             raise ValueError(f"'{v[:60]}' is not an email address")
         return v
@@ -63,7 +63,7 @@ def _append(ctx: Context, customer_id: uuid.UUID, event_type: str, data: dict, e
         ],
         es.Metadata(ctx.actor.name),
     )
-    CUSTOMERS.apply_all(ctx.conn, result.events)
+    fold(ctx.conn, result, CUSTOMERS)
 
 
 def add_customer(

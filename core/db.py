@@ -96,6 +96,14 @@ class Database:
                     conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{tid}', true)".encode())
                     yield conn
                     conn.execute(b"COMMIT")
+            except psycopg.Error:
+                if pipeline:
+                    # A server error inside a pipeline can leave psycopg's prepared-statement cache
+                    # out of step with the server; a fresh connection is the safe way on.
+                    conn.close()
+                elif not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute(b"ROLLBACK")
+                raise
             except BaseException:
                 if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute(b"ROLLBACK")

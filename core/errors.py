@@ -5,8 +5,8 @@ class OmsError(Exception):
     """Base for every error that is the user's to fix, not a bug."""
 
 
-class ValidationError(OmsError):
-    """Bad input: nothing was written."""
+class ValidationError(OmsError, ValueError):
+    """Bad input: nothing was written. (A ValueError too, so pydantic validators may raise it.)"""
 
 
 class NotFound(OmsError):

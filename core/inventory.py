@@ -16,7 +16,7 @@ from core.catalog import CODE_PATTERN, SKU_PATTERN, get_product, get_warehouse, 
 from core.commands import Actor, Context, execute, parse, require
 from core.db import Database
 from core.errors import ValidationError
-from core.projections import Projection
+from core.projections import Projection, fold
 
 MAX_UNITS = 1_000_000
 
@@ -85,7 +85,7 @@ def _move(ctx: Context, sku: str, event_type: str, data: dict) -> None:
         ],
         es.Metadata(ctx.actor.name),
     )
-    STOCK.apply_all(ctx.conn, result.events)
+    fold(ctx.conn, result, STOCK)
 
 
 def _known(ctx: Context, sku: str, *warehouses: str) -> None:

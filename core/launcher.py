@@ -1,4 +1,5 @@
-"""`oms up`: the database (embedded when DATABASE_URL is unset), migrations, then the Streamlit app.
+"""`oms up`: the database (embedded when DATABASE_URL is unset), migrations, demo data on a first
+start, then the worker and the Streamlit app.
 
 The embedded PostgreSQL stays up for as long as this process runs, because this process asked pgserver for
 it; pgserver stops it at interpreter exit. So stopping must end in a normal exit: SIGINT and SIGTERM are
@@ -36,12 +37,14 @@ class _Stopped(Exception):
 def up(port: int = 8501, host: str = "127.0.0.1") -> int:
     """Run the product until stopped; return the app's exit code."""
     child: subprocess.Popen[bytes] | None = None
+    worker: subprocess.Popen[bytes] | None = None
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         if child is None:
             raise _Stopped(signum)
-        if child.poll() is None:
-            child.terminate()
+        for proc in (child, worker):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -49,10 +52,15 @@ def up(port: int = 8501, host: str = "127.0.0.1") -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         owner = owner_url(settings)
         migrate(owner, settings)
-        # Later: seed the demo tenant here.
+        # On a first start (no tenant yet), seed the demo shops and print their logins once.
+        from core.demo import seed_if_empty
+
+        seed_if_empty(app_url(settings))
 
         # The app gets the serving role's URL only, so it neither holds owner rights nor joins pgserver.
         env = os.environ | {"OMS_APP_DATABASE_URL": app_url(settings)}
+        # One worker beside the app: async projections, the hash chain, reservation expiry.
+        worker = subprocess.Popen([sys.executable, "-m", "core.cli", "worker"], cwd=PROJECT_ROOT, env=env)
         child = subprocess.Popen(_streamlit_command(port, host), cwd=PROJECT_ROOT, env=env)
         url = f"http://{host}:{port}"
         if not _wait_until_healthy(child, _probe_url(host, port)):
@@ -60,17 +68,23 @@ def up(port: int = 8501, host: str = "127.0.0.1") -> int:
                 print(f"oms: the app did not answer on {url} within {READY_TIMEOUT_S:.0f} s", file=sys.stderr)
                 _stop(child)
                 return 1
-            return child.returncode
+            return _exit_code(child.returncode)
         print(f"OMS is running at {url}", flush=True)
-        # Later: start the worker here.
-        return child.wait()
+        print(f"worker running (pid {worker.pid})", flush=True)
+        return _exit_code(child.wait())
     except _Stopped as stopped:
         return 128 + stopped.signum
     finally:
-        if child is not None and child.poll() is None:
-            _stop(child)
+        for proc in (child, worker):
+            if proc is not None and proc.poll() is None:
+                _stop(proc)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _exit_code(returncode: int) -> int:
+    """A child's return code as a shell would report it: killed by signal N is 128 + N."""
+    return returncode if returncode >= 0 else 128 - returncode
 
 
 def _streamlit_command(port: int, host: str) -> list[str]:

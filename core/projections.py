@@ -151,3 +151,12 @@ def registry() -> dict[str, Projection]:
     from core.tenants import USERS
 
     return {p.name: p for p in (USERS, CATALOG, CUSTOMERS, STOCK, ORDERS, EventTypeCounts())}
+
+
+def fold(conn: psycopg.Connection, result: es.AppendResult, *inline: Projection) -> None:
+    """Apply a command's freshly appended events to its inline read models, in its transaction.
+    A duplicate append (a retry) was folded the first time and is not folded again."""
+    if result.duplicate:
+        return
+    for projection in inline:
+        projection.apply_all(conn, result.events)

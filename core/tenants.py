@@ -21,7 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from core import eventstore as es
 from core.db import Database, as_tenant_id
 from core.errors import Conflict, NotFound, ValidationError
-from core.projections import Projection
+from core.projections import Projection, fold
 
 ROLES = ("owner", "manager", "clerk", "analyst")
 PLATFORM_ADMIN = "platform_admin"
@@ -189,7 +189,7 @@ def add_user(
     with db.tenant(tenant_id) as conn:
         try:
             result = es.append(conn, [es.StreamAppend(f"user-{uid}", "user", [event])], es.Metadata(actor))
-            USERS.apply_all(conn, result.events)
+            fold(conn, result, USERS)
             conn.execute(ADD_CREDENTIALS, [uid, hash_password(new.password)])
         except pg_errors.UniqueViolation:
             raise Conflict(f"the username '{new.username}' is taken in this tenant") from None
@@ -274,7 +274,7 @@ def change_settings(
             [es.StreamAppend(f"tenant-{ctx.tenant_id}", "tenant", [event], expected_version=None)],
             es.Metadata(ctx.actor.name),
         )
-        SETTINGS.apply_all(ctx.conn, result.events)
+        fold(ctx.conn, result, SETTINGS)
         row = ctx.conn.execute(f"SELECT {', '.join(SETTINGS_COLUMNS)} FROM tenant_settings").fetchone()
         return dict(zip(SETTINGS_COLUMNS, row, strict=True))
 

@@ -82,6 +82,7 @@ def test_up_starts_embedded_database_and_app_and_stops_on_sigterm(tmp_path: Path
         assert _get(f"{url}/") == 200
         app_processes = psutil.Process(proc.pid).children(recursive=True)
         assert any("streamlit" in " ".join(p.cmdline()) for p in app_processes)
+        assert any(p.cmdline()[-1:] == ["worker"] for p in app_processes), "no worker beside the app"
         assert (pgdata / "PG_VERSION").is_file()
         assert _postmaster_pid(pgdata) is not None, "the embedded server is not running"
 

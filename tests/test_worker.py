@@ -31,7 +31,7 @@ def wait_for(predicate, timeout: float = 30.0):
 @pytest.fixture
 def worker(owner_url):
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from jobs.worker import main; raise SystemExit(main(0.5))"],
+        [sys.executable, "-m", "core.cli", "worker", "--heartbeat", "0.5"],
         env=dict(os.environ),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -98,7 +98,7 @@ def test_a_failing_job_shows_in_the_heartbeat_and_the_worker_keeps_running(db, o
     # Revoke the worker's right to read checkpoints: the projections job fails, the rest goes on.
     owner.execute("REVOKE SELECT ON checkpoints FROM oms_app")
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from jobs.worker import main; raise SystemExit(main(0.5))"],
+        [sys.executable, "-m", "core.cli", "worker", "--heartbeat", "0.5"],
         env=dict(os.environ),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -21,6 +21,7 @@ from core.errors import NotFound, ValidationError
 from core.inventory import STOCK
 from core.orders.model import CHANNELS, IllegalTransition, Order, OutOfStock, WarehouseStock, allocate
 from core.orders.projection import ORDERS
+from core.projections import fold
 
 MAX_LINES = 100
 MAX_LINE_UNITS = 10_000
@@ -94,9 +95,23 @@ def _append(ctx: Context, order_id: str, expected: int, events: list[tuple[str, 
         [es.StreamAppend(f"order-{order_id}", "order", new, expected_version=expected)],
         es.Metadata(ctx.actor.name, correlation_id=uuid.UUID(order_id)),
     )
-    ORDERS.apply_all(ctx.conn, result.events)
-    STOCK.apply_all(ctx.conn, result.events)
+    fold(ctx.conn, result, ORDERS, STOCK)
     return result
+
+
+def _line_dicts(lines: object) -> list[dict[str, Any]]:
+    """Order lines as {"sku", "quantity"}: from dicts or (sku, quantity) pairs."""
+    if not isinstance(lines, list | tuple):
+        raise ValidationError("lines must be a list of (SKU, quantity) pairs")
+    out = []
+    for x in lines:
+        if isinstance(x, dict):
+            out.append(x)
+        elif isinstance(x, list | tuple) and len(x) == 2:
+            out.append({"sku": x[0], "quantity": x[1]})
+        else:
+            raise ValidationError(f"lines: each line needs a SKU and a quantity, not {str(x)[:60]!r}")
+    return out
 
 
 def place_order(
@@ -119,7 +134,7 @@ def place_order(
             "customer_id": parse_id(customer_id, "customer"),
             "channel": channel,
             "shipping_fee": shipping_fee,
-            "lines": [x if isinstance(x, dict) else {"sku": x[0], "quantity": x[1]} for x in lines],
+            "lines": _line_dicts(lines),
         },
     )
     when = _now(at)
@@ -177,7 +192,7 @@ def place_order(
             "short": short,
         }
 
-    result = execute(db, tenant_id, actor, "orders.place", key, handle)
+    result = execute(db, tenant_id, actor, "orders.place", key, handle, replay_checked_by_handler=True)
     if result["status"] == "rejected":
         raise OutOfStock(result["number"], result["short"])
     return result
@@ -214,7 +229,9 @@ def _order_command(
             "events": [t for t, _ in new],
         }
 
-    return execute(db, tenant_id, actor, action, key, handle)
+    return execute(
+        db, tenant_id, actor, action, key, handle, command=decide.__qualname__.split(".<locals>")[0]
+    )
 
 
 def resolve_order_id(conn, ref: object) -> str:

@@ -317,7 +317,13 @@ class Order:
             line["returned"] + items.get(line["line_no"], 0) == line["quantity"] for line in self.lines
         )
         status = "refunded" if all_back else "partially_refunded"
-        refund = refund_subtotal + (self.tax * refund_subtotal // self.subtotal if self.subtotal else 0)
+        # Tax is refunded as the change in the returned share of it, so returns in parts add up
+        # to exactly what one return of everything would refund.
+        before = sum(x["returned"] * x["unit_price"] for x in self.lines)
+        after = before + refund_subtotal
+        refund = refund_subtotal + (
+            self.tax * after // self.subtotal - self.tax * before // self.subtotal if self.subtotal else 0
+        )
         return [
             (
                 "ReturnReceived",
