@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -88,6 +89,15 @@ def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
         where = ".".join(str(p) for p in first["loc"] if p != "__root__") or "input"
         msg = first["msg"].removeprefix("Value error, ")
         raise ValidationError(f"{where}: {msg}") from None
+
+
+def business_time(at: datetime | None) -> datetime:
+    """When a command says it happened: now, or a given aware time (the demo plays history)."""
+    if at is None:
+        return datetime.now(UTC)
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise ValidationError("times must be dates with a time zone")
+    return at
 
 
 def check_key(key: str | None) -> str:

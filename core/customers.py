@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, field_validator
 
 from core import eventstore as es
 from core.catalog import text_field
-from core.commands import Actor, Context, derived_id, execute, parse, require
+from core.commands import Actor, Context, business_time, derived_id, execute, parse, require
 from core.db import Database
 from core.errors import NotFound, ValidationError
 from core.projections import Projection, fold
@@ -67,13 +68,20 @@ def _append(ctx: Context, customer_id: uuid.UUID, event_type: str, data: dict, e
 
 
 def add_customer(
-    db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    key: str | None = None,
+    at: datetime | None = None,
+    **fields: Any,
 ) -> dict:
     c = parse(CustomerFields, fields)
+    when = business_time(at)
 
     def handle(ctx: Context) -> dict:
         cid = derived_id(ctx.tenant_id, ctx.key, "customer")
-        data = {"customer_id": str(cid), **c.model_dump()}
+        data = {"customer_id": str(cid), **c.model_dump(), "at": when.isoformat()}
         _append(ctx, cid, "CustomerAdded", data, 0)
         return {"id": str(cid), **c.model_dump(), "active": True}
 
@@ -164,7 +172,7 @@ class CustomersProjection(Projection):
                     "INSERT INTO customers (tenant_id, id, name, email, phone, notify_email, notify_sms,"
                     " notify_push, created_at, updated_at)"
                     " VALUES (oms_current_tenant(), %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    [d["customer_id"], *(d[f] for f in self.FIELDS), at, at],
+                    [d["customer_id"], *(d[f] for f in self.FIELDS), d.get("at") or at, d.get("at") or at],
                 )
             case "CustomerUpdated":
                 changed = [f for f in self.FIELDS if f in d]

@@ -423,6 +423,8 @@ class _ShopRun:
         self.codes = codes
         self.prices = {p[0]: p[3] for p in shop.products}
         self.start_day = (end.astimezone(self.zone) - timedelta(days=HISTORY_DAYS)).date()
+        # The shop opens the evening before its first day of trade: stock, customers, reorder points.
+        self.opening = self.local(self.start_day - timedelta(days=1), 18)
         self.end_day = end.astimezone(self.zone).date()
 
     # Helpers
@@ -517,11 +519,14 @@ class _ShopRun:
                     tid,
                     self.manager,
                     key=self.key("reorder", sku, code),
+                    at=self.opening,
                     sku=sku,
                     warehouse=code,
                     reorder_point=point,
                 )
-                self._receive(sku, code, max(1, round(stock * share)), self.key("opening", sku, code))
+                self._receive(
+                    sku, code, max(1, round(stock * share)), self.key("opening", sku, code), self.opening
+                )
 
     def setup_customers(self) -> None:
         shop, rng = self.shop, self.rng
@@ -533,6 +538,7 @@ class _ShopRun:
             self.tid,
             self.clerk,
             key=self.key("customer", "walk-in"),
+            at=self.opening,
             name="Walk-in customer",
             notify_email=False,
         )
@@ -552,6 +558,7 @@ class _ShopRun:
                 self.tid,
                 self.clerk,
                 key=self.key("customer", i),
+                at=self.opening,
                 name=f"{first} {last}",
                 email=email,
                 phone=phone,
@@ -656,9 +663,9 @@ class _ShopRun:
 
     # Stock
 
-    def _receive(self, sku: str, code: str, quantity: int, key: str) -> None:
+    def _receive(self, sku: str, code: str, quantity: int, key: str, at: datetime) -> None:
         inventory.receive(
-            self.db, self.tid, self.manager, key=key, sku=sku, warehouse=code, quantity=quantity
+            self.db, self.tid, self.manager, key=key, at=at, sku=sku, warehouse=code, quantity=quantity
         )
         self.available[sku, code] = self.available.get((sku, code), 0) + quantity
 
@@ -688,6 +695,7 @@ class _ShopRun:
                     self.tid,
                     self.manager,
                     key=self.key("transfer", sku, day),
+                    at=at,
                     sku=sku,
                     source=fullest,
                     destination=empty[0],
@@ -707,6 +715,7 @@ class _ShopRun:
                 self.tid,
                 self.manager,
                 key=self.key("adjust", day),
+                at=at,
                 sku=sku,
                 warehouse=code,
                 change=change,
@@ -718,7 +727,7 @@ class _ShopRun:
     def on_delivery(self, at: datetime, payload: tuple[str, int, int]) -> None:
         sku, quantity, po = payload
         for code, share in zip(self.codes, WAREHOUSE_SHARE, strict=True):
-            self._receive(sku, code, max(1, round(quantity * share)), self.key("po", po, sku, code))
+            self._receive(sku, code, max(1, round(quantity * share)), self.key("po", po, sku, code), at)
         self.pending_po.discard(sku)
         self.stats["restocks"] += 1
 

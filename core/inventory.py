@@ -7,13 +7,14 @@ CHECK (0 <= reserved <= on_hand) refuses any fold that would oversell.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
 from core import eventstore as es
 from core.catalog import CODE_PATTERN, SKU_PATTERN, get_product, get_warehouse, text_field
-from core.commands import Actor, Context, execute, parse, require
+from core.commands import Actor, Context, business_time, execute, parse, require
 from core.db import Database
 from core.errors import ValidationError
 from core.projections import Projection, fold
@@ -96,19 +97,37 @@ def _known(ctx: Context, sku: str, *warehouses: str) -> None:
             raise ValidationError(f"warehouse {code} is inactive")
 
 
-def receive(db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any) -> dict:
+def receive(
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    key: str | None = None,
+    at: datetime | None = None,
+    **fields: Any,
+) -> dict:
     m = parse(Receive, fields)
+    when = business_time(at)
 
     def handle(ctx: Context) -> dict:
         _known(ctx, m.sku, m.warehouse)
-        _move(ctx, m.sku, "StockReceived", m.model_dump())
+        _move(ctx, m.sku, "StockReceived", {**m.model_dump(), "at": when.isoformat()})
         return stock_row(ctx.conn, m.sku, m.warehouse)
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)
 
 
-def adjust(db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any) -> dict:
+def adjust(
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    key: str | None = None,
+    at: datetime | None = None,
+    **fields: Any,
+) -> dict:
     m = parse(Adjust, fields)
+    when = business_time(at)
 
     def handle(ctx: Context) -> dict:
         get_product(ctx.conn, m.sku)
@@ -118,14 +137,23 @@ def adjust(db: Database, tenant_id: object, actor: Actor, *, key: str | None = N
             raise ValidationError(
                 f"{m.sku} has {current['available']} available in {m.warehouse}: cannot take away {-m.change}"
             )
-        _move(ctx, m.sku, "StockAdjusted", m.model_dump())
+        _move(ctx, m.sku, "StockAdjusted", {**m.model_dump(), "at": when.isoformat()})
         return stock_row(ctx.conn, m.sku, m.warehouse)
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)
 
 
-def transfer(db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any) -> dict:
+def transfer(
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    key: str | None = None,
+    at: datetime | None = None,
+    **fields: Any,
+) -> dict:
     m = parse(Transfer, fields)
+    when = business_time(at)
     if m.source == m.destination:
         raise ValidationError("a transfer needs two different warehouses")
 
@@ -136,21 +164,28 @@ def transfer(db: Database, tenant_id: object, actor: Actor, *, key: str | None =
             raise ValidationError(
                 f"{m.sku} has {available} available in {m.source}: cannot transfer {m.quantity}"
             )
-        _move(ctx, m.sku, "StockTransferred", m.model_dump())
+        _move(ctx, m.sku, "StockTransferred", {**m.model_dump(), "at": when.isoformat()})
         return {"from": stock_row(ctx.conn, m.sku, m.source), "to": stock_row(ctx.conn, m.sku, m.destination)}
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)
 
 
 def set_reorder_point(
-    db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    key: str | None = None,
+    at: datetime | None = None,
+    **fields: Any,
 ) -> dict:
     m = parse(ReorderPoint, fields)
+    when = business_time(at)
 
     def handle(ctx: Context) -> dict:
         get_product(ctx.conn, m.sku)
         get_warehouse(ctx.conn, m.warehouse)
-        _move(ctx, m.sku, "ReorderPointSet", m.model_dump())
+        _move(ctx, m.sku, "ReorderPointSet", {**m.model_dump(), "at": when.isoformat()})
         return stock_row(ctx.conn, m.sku, m.warehouse)
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)

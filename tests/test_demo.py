@@ -6,14 +6,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import psycopg
 import pytest
 
 from core import tenants
 from core.catalog import list_products, list_warehouses
 from core.commands import CLI
 from core.demo import SHOPS, _ShopRun, seed_demo
-from core.errors import Conflict
 
 END = datetime(2026, 11, 30, 18, 0, tzinfo=UTC)
 ORDERS, SEED = 150, 11
@@ -142,10 +140,6 @@ def test_rerunning_with_the_same_seed_creates_nothing(db, owner, demo):
     assert count_events(owner, shops) == before
 
 
-@pytest.mark.xfail(
-    raises=(Conflict, psycopg.Error),
-    reason="core bug: receive/adjust/transfer do not replay a repeated idempotency key (no check_replay)",
-)
 def test_replaying_a_shops_history_writes_nothing(db, owner, demo):
     # Every command carries a key derived from the seed and the generator decides only from its random
     # stream and the commands' results, so playing a shop again on its tenant replays every command.

@@ -7,14 +7,14 @@ appends the events first and then folds them into the inline read models, all in
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core import eventstore as es
 from core.catalog import CODE_PATTERN, SKU_PATTERN, text_field
-from core.commands import Actor, Context, derived_id, execute, parse
+from core.commands import Actor, Context, business_time, derived_id, execute, parse
 from core.customers import parse_id
 from core.db import Database
 from core.errors import NotFound, ValidationError
@@ -79,14 +79,6 @@ class PlaceOrder(BaseModel):
         return self
 
 
-def _now(at: datetime | None) -> datetime:
-    if at is None:
-        return datetime.now(UTC)
-    if at.tzinfo is None:
-        raise ValidationError("times must carry a time zone")
-    return at
-
-
 def _append(ctx: Context, order_id: str, expected: int, events: list[tuple[str, dict]]) -> es.AppendResult:
     """Append the order's events, then fold them into the order and stock read models."""
     new = [es.NewEvent(event_type=t, data=d, event_id=ctx.event_id(i)) for i, (t, d) in enumerate(events)]
@@ -137,7 +129,7 @@ def place_order(
             "lines": _line_dicts(lines),
         },
     )
-    when = _now(at)
+    when = business_time(at)
     skus = [x.sku for x in cmd.lines]
 
     def handle(ctx: Context) -> dict:
@@ -274,7 +266,7 @@ def pay_order(
         text_field(method, "method", 40),
         text_field(reference, "reference", 200, required=False),
     )
-    when = _now(at)
+    when = business_time(at)
     return _order_command(
         db,
         tenant_id,
@@ -306,7 +298,7 @@ def ship_order(
             "warehouse": warehouse.strip().upper() if isinstance(warehouse, str) else warehouse,
         },
     )
-    when = _now(at)
+    when = business_time(at)
     return _order_command(
         db,
         tenant_id,
@@ -327,7 +319,7 @@ def deliver_order(
     key: str | None = None,
     at: datetime | None = None,
 ) -> dict:
-    when = _now(at)
+    when = business_time(at)
     return _order_command(db, tenant_id, actor, "orders.fulfil", order, key, lambda o: o.deliver(when))
 
 
@@ -342,7 +334,7 @@ def cancel_order(
     at: datetime | None = None,
 ) -> dict:
     reason = text_field(reason, "reason", 200, required=False)
-    when = _now(at)
+    when = business_time(at)
     return _order_command(db, tenant_id, actor, "orders.cancel", order, key, lambda o: o.cancel(reason, when))
 
 
@@ -366,7 +358,7 @@ def return_items(
         if not 1 <= qty <= MAX_LINE_UNITS:
             raise ValidationError(f"return quantity must be between 1 and {MAX_LINE_UNITS}")
     code = str(warehouse).strip().upper()
-    when = _now(at)
+    when = business_time(at)
 
     def restock_warehouse(conn) -> None:
         row = conn.execute("SELECT active FROM warehouses WHERE code = %s", [code]).fetchone()
@@ -394,7 +386,7 @@ def expire_order(
     now: datetime | None = None,
     key: str | None = None,
 ) -> dict:
-    when = _now(now)
+    when = business_time(now)
     return _order_command(
         db, tenant_id, actor, "orders.expire", order, key or f"expire:{order}", lambda o: o.expire(when)
     )
@@ -404,7 +396,7 @@ def expire_reservations(
     db: Database, tenant_id: object, actor: Actor, *, now: datetime | None = None, limit: int = 500
 ) -> list[dict]:
     """Release every reservation of the tenant that ran out unpaid. The worker calls this."""
-    when = _now(now)
+    when = business_time(now)
     with db.tenant(tenant_id) as conn:
         due = [str(r[0]) for r in conn.execute(EXPIRED, [when, limit])]
     done = []
