@@ -338,6 +338,21 @@ def bench_append(
     print(json.dumps(bench.append(clients=clients, seconds=seconds, tenants=tenants)))
 
 
+@bench_app.command("intake")
+@command
+def bench_intake(
+    clients: Annotated[int, typer.Option(min=1, max=64)] = 8,
+    seconds: Annotated[float, typer.Option(min=1, max=600)] = 10.0,
+    hot_sku: Annotated[bool, typer.Option("--hot-sku", help="Every order wants the same SKU.")] = False,
+    skus: Annotated[int, typer.Option(min=2, max=100_000)] = 1000,
+    as_json: JsonOpt = True,
+) -> None:
+    """Place two-line orders from concurrent clients into one tenant; print one JSON line last."""
+    from core import bench
+
+    print(json.dumps(bench.intake(clients=clients, seconds=seconds, hot_sku=hot_sku, skus=skus)))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Catalog, stock, customers, orders, settings, demo. Every command goes through core functions as the
 # CLI operator (owner); text output shows money in the tenant's currency, JSON keeps minor units.
