@@ -7,6 +7,7 @@ import statistics
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from core import chain
 from core import eventstore as es
@@ -207,3 +208,62 @@ def intake(
         "clients": clients,
         "cores": os.cpu_count(),
     }
+
+
+def _backend_cpu_s(pid: int) -> float:
+    """CPU seconds a local PostgreSQL backend has used (Linux /proc; the server must run here)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cost(operations: int = 2000) -> dict:
+    """Where one operation's time goes, one client at a time: wall time, this process's CPU and the
+    PostgreSQL backend's CPU, per empty tenant transaction, per 3-event append, per two-line order."""
+    from core import catalog, customers, inventory
+    from core.commands import CLI
+    from core.orders.handlers import place_order
+
+    db = Database(application_name="oms-bench", max_size=1)
+    tenant = tn.create_tenant(db, f"bench cost {uuid.uuid4().hex[:6]}")
+    catalog.add_warehouse(db, tenant.id, CLI, code="MAIN", name="Main")
+    skus = [f"SKU-{n}" for n in range(20)]
+    for sku in skus:
+        catalog.add_product(db, tenant.id, CLI, sku=sku, name=sku, price=1299)
+        inventory.receive(db, tenant.id, CLI, sku=sku, warehouse="MAIN", quantity=1_000_000)
+    buyer = customers.add_customer(db, tenant.id, CLI, name="Bench buyer")["id"]
+    with db.connection() as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    metadata = es.Metadata("bench")
+
+    def empty(_: int) -> None:
+        with db.tenant(tenant.id):
+            pass
+
+    def append_stream(_: int) -> None:
+        order = uuid.uuid4()
+        events = [
+            es.NewEvent(event_type=t, data={"order_id": str(order), "qty": 2})
+            for t in ("OrderPlaced", "StockReserved", "OrderReserved")
+        ]
+        with db.tenant(tenant.id) as conn:
+            es.append(conn, [es.StreamAppend(f"order-{order}", "order", events)], metadata)
+
+    def place(i: int) -> None:
+        place_order(db, tenant.id, CLI, customer_id=buyer, lines=[(skus[i % 20], 1), (skus[(i + 1) % 20], 1)])
+
+    out: dict = {"benchmark": "cost", "operations": operations, "cores": os.cpu_count()}
+    for name, fn in (
+        ("empty_transaction", empty),
+        ("append_3_events", append_stream),
+        ("place_order", place),
+    ):
+        backend, python, wall = _backend_cpu_s(pid), time.process_time(), time.perf_counter()
+        for i in range(operations):
+            fn(i)
+        out[name] = {
+            "wall_ms": round((time.perf_counter() - wall) * 1000 / operations, 3),
+            "python_cpu_ms": round((time.process_time() - python) * 1000 / operations, 3),
+            "postgres_cpu_ms": round((_backend_cpu_s(pid) - backend) * 1000 / operations, 3),
+        }
+    db.close()
+    return out

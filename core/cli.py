@@ -338,6 +338,18 @@ def bench_append(
     print(json.dumps(bench.append(clients=clients, seconds=seconds, tenants=tenants)))
 
 
+@bench_app.command("cost")
+@command
+def bench_cost(
+    operations: Annotated[int, typer.Option(min=10, max=1_000_000)] = 2000,
+    as_json: JsonOpt = True,
+) -> None:
+    """Wall time, client CPU and PostgreSQL CPU per operation, one client; print one JSON line last."""
+    from core import bench
+
+    print(json.dumps(bench.cost(operations)))
+
+
 @bench_app.command("intake")
 @command
 def bench_intake(
