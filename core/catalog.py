@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -11,7 +12,7 @@ from core import eventstore as es
 from core.commands import Actor, Context, execute, parse, require
 from core.db import Database
 from core.errors import NotFound, ValidationError
-from core.projections import Projection, fold
+from core.projections import Projection
 
 SKU_PATTERN = r"^[A-Z0-9][A-Z0-9._-]{0,63}$"
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{0,31}$"
@@ -83,70 +84,136 @@ class WarehouseFields(BaseModel):
         return text_field(v, "region", 100, required=False)
 
 
-def _append(ctx: Context, stream: str, kind: str, event_type: str, data: dict, expected: int | None) -> None:
-    result = es.append(
-        ctx.conn,
-        [
-            es.StreamAppend(
-                stream,
-                kind,
-                [es.NewEvent(event_type=event_type, data=data, event_id=ctx.event_id(0))],
-                expected_version=expected,
-            )
-        ],
-        es.Metadata(ctx.actor.name),
-    )
-    fold(ctx.conn, result, CATALOG)
+@dataclass(frozen=True)
+class Kind:
+    """Products (by SKU) and warehouses (by code) are added, changed and (de)activated alike."""
+
+    name: str
+    key: str
+    fields: type[BaseModel]
+    columns: tuple[str, ...]
+    permission: str
+
+    @property
+    def table(self) -> str:
+        return f"{self.name}s"
+
+    @property
+    def label(self) -> str:
+        return "SKU" if self.key == "sku" else self.key
+
+    def event(self, verb: str) -> str:
+        return f"{self.name.title()}{verb}"
+
+    def get(self, conn, value: Any) -> dict:
+        row = conn.execute(
+            f"SELECT {', '.join(self.columns)} FROM {self.table} WHERE {self.key} = %s",
+            [str(value).strip().upper()],
+        ).fetchone()
+        if not row:
+            raise NotFound(f"no {self.name} with {self.label} {str(value)[:64]}")
+        return dict(zip(self.columns, row, strict=True))
+
+
+PRODUCT = Kind(
+    "product", "sku", ProductFields, ("sku", "name", "category", "price", "active"), "catalog.manage"
+)
+WAREHOUSE = Kind(
+    "warehouse",
+    "code",
+    WarehouseFields,
+    ("code", "name", "region", "priority", "active"),
+    "warehouses.manage",
+)
+
+
+def _add(db: Database, tenant_id: object, actor: Actor, kind: Kind, key: str | None, fields: dict) -> dict:
+    new = parse(kind.fields, fields)
+    value = getattr(new, kind.key)
+
+    def handle(ctx: Context) -> dict:
+        if ctx.conn.execute(f"SELECT 1 FROM {kind.table} WHERE {kind.key} = %s", [value]).fetchone():
+            raise ValidationError(f"a {kind.name} with {kind.label} {value} already exists")
+        ctx.record(f"{kind.name}-{value}", kind.name, [(kind.event("Added"), new.model_dump())], 0, CATALOG)
+        return new.model_dump()
+
+    return execute(db, tenant_id, actor, kind.permission, key, handle, command=f"add_{kind.name}")
+
+
+def _update(
+    db: Database, tenant_id: object, actor: Actor, kind: Kind, value: Any, key: str | None, changes: dict
+) -> dict:
+    def handle(ctx: Context) -> dict:
+        current = kind.get(ctx.conn, value)
+        merged = parse(kind.fields, {**current, **changes, kind.key: current[kind.key]})
+        data = {k: v for k, v in merged.model_dump().items() if v != current[k] or k == kind.key}
+        if len(data) > 1:
+            stream = f"{kind.name}-{current[kind.key]}"
+            ctx.record(stream, kind.name, [(kind.event("Updated"), data)], None, CATALOG)
+        return merged.model_dump()
+
+    return execute(db, tenant_id, actor, kind.permission, key, handle, command=f"update_{kind.name}")
+
+
+def _set_active(
+    db: Database, tenant_id: object, actor: Actor, kind: Kind, value: Any, active: bool, key: str | None
+) -> dict:
+    if not isinstance(active, bool):
+        raise ValidationError("active must be true or false")
+
+    def handle(ctx: Context) -> dict:
+        current = kind.get(ctx.conn, value)
+        if current["active"] != active:
+            event = kind.event("Reactivated" if active else "Deactivated")
+            stream = f"{kind.name}-{current[kind.key]}"
+            ctx.record(stream, kind.name, [(event, {kind.key: current[kind.key]})], None, CATALOG)
+        return {kind.key: current[kind.key], "active": active}
+
+    return execute(db, tenant_id, actor, kind.permission, key, handle, command=f"set_{kind.name}_active")
 
 
 def add_product(
     db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any
 ) -> dict:
-    p = parse(ProductFields, fields)
-
-    def handle(ctx: Context) -> dict:
-        if ctx.conn.execute("SELECT 1 FROM products WHERE sku = %s", [p.sku]).fetchone():
-            raise ValidationError(f"a product with SKU {p.sku} already exists")
-        _append(ctx, f"product-{p.sku}", "product", "ProductAdded", p.model_dump(), 0)
-        return p.model_dump()
-
-    return execute(db, tenant_id, actor, "catalog.manage", key, handle)
+    return _add(db, tenant_id, actor, PRODUCT, key, fields)
 
 
 def update_product(
     db: Database, tenant_id: object, actor: Actor, sku: str, *, key: str | None = None, **changes: Any
 ) -> dict:
-    def handle(ctx: Context) -> dict:
-        current = get_product(ctx.conn, sku)
-        merged = parse(ProductFields, {**current, **changes, "sku": current["sku"]})
-        data = {k: v for k, v in merged.model_dump().items() if v != current[k] or k == "sku"}
-        if len(data) > 1:
-            _append(ctx, f"product-{merged.sku}", "product", "ProductUpdated", data, None)
-        return merged.model_dump()
-
-    return execute(db, tenant_id, actor, "catalog.manage", key, handle)
+    return _update(db, tenant_id, actor, PRODUCT, sku, key, changes)
 
 
 def set_product_active(
     db: Database, tenant_id: object, actor: Actor, sku: str, active: bool, *, key: str | None = None
 ) -> dict:
-    def handle(ctx: Context) -> dict:
-        current = get_product(ctx.conn, sku)
-        if current["active"] != active:
-            event = "ProductReactivated" if active else "ProductDeactivated"
-            _append(ctx, f"product-{current['sku']}", "product", event, {"sku": current["sku"]}, None)
-        return {"sku": current["sku"], "active": active}
-
-    return execute(db, tenant_id, actor, "catalog.manage", key, handle)
+    return _set_active(db, tenant_id, actor, PRODUCT, sku, active, key)
 
 
 def get_product(conn, sku: Any) -> dict:
-    row = conn.execute(
-        "SELECT sku, name, category, price, active FROM products WHERE sku = %s", [str(sku).strip().upper()]
-    ).fetchone()
-    if not row:
-        raise NotFound(f"no product with SKU {str(sku)[:64]}")
-    return dict(zip(("sku", "name", "category", "price", "active"), row, strict=True))
+    return PRODUCT.get(conn, sku)
+
+
+def add_warehouse(
+    db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any
+) -> dict:
+    return _add(db, tenant_id, actor, WAREHOUSE, key, fields)
+
+
+def update_warehouse(
+    db: Database, tenant_id: object, actor: Actor, code: str, *, key: str | None = None, **changes: Any
+) -> dict:
+    return _update(db, tenant_id, actor, WAREHOUSE, code, key, changes)
+
+
+def set_warehouse_active(
+    db: Database, tenant_id: object, actor: Actor, code: str, active: bool, *, key: str | None = None
+) -> dict:
+    return _set_active(db, tenant_id, actor, WAREHOUSE, code, active, key)
+
+
+def get_warehouse(conn, code: Any) -> dict:
+    return WAREHOUSE.get(conn, code)
 
 
 def list_products(
@@ -164,72 +231,19 @@ def list_products(
     like = f"%{search.strip().lower()}%"
     with db.tenant(tenant_id) as conn:
         rows = conn.execute(
-            "SELECT sku, name, category, price, active FROM products"
+            f"SELECT {', '.join(PRODUCT.columns)} FROM products"
             " WHERE (lower(sku) LIKE %s OR lower(name) LIKE %s) AND (%s = '' OR category = %s)"
             " AND (%s OR active) ORDER BY sku LIMIT %s OFFSET %s",
             [like, like, category, category, include_inactive, min(limit, 1000), offset],
         ).fetchall()
-    return [dict(zip(("sku", "name", "category", "price", "active"), r, strict=True)) for r in rows]
-
-
-def add_warehouse(
-    db: Database, tenant_id: object, actor: Actor, *, key: str | None = None, **fields: Any
-) -> dict:
-    w = parse(WarehouseFields, fields)
-
-    def handle(ctx: Context) -> dict:
-        if ctx.conn.execute("SELECT 1 FROM warehouses WHERE code = %s", [w.code]).fetchone():
-            raise ValidationError(f"a warehouse with code {w.code} already exists")
-        _append(ctx, f"warehouse-{w.code}", "warehouse", "WarehouseAdded", w.model_dump(), 0)
-        return w.model_dump()
-
-    return execute(db, tenant_id, actor, "warehouses.manage", key, handle)
-
-
-def update_warehouse(
-    db: Database, tenant_id: object, actor: Actor, code: str, *, key: str | None = None, **changes: Any
-) -> dict:
-    def handle(ctx: Context) -> dict:
-        current = get_warehouse(ctx.conn, code)
-        merged = parse(WarehouseFields, {**current, **changes, "code": current["code"]})
-        data = {k: v for k, v in merged.model_dump().items() if v != current[k] or k == "code"}
-        if len(data) > 1:
-            _append(ctx, f"warehouse-{merged.code}", "warehouse", "WarehouseUpdated", data, None)
-        return merged.model_dump()
-
-    return execute(db, tenant_id, actor, "warehouses.manage", key, handle)
-
-
-def set_warehouse_active(
-    db: Database, tenant_id: object, actor: Actor, code: str, active: bool, *, key: str | None = None
-) -> dict:
-    def handle(ctx: Context) -> dict:
-        current = get_warehouse(ctx.conn, code)
-        if current["active"] != active:
-            event = "WarehouseReactivated" if active else "WarehouseDeactivated"
-            _append(ctx, f"warehouse-{current['code']}", "warehouse", event, {"code": current["code"]}, None)
-        return {"code": current["code"], "active": active}
-
-    return execute(db, tenant_id, actor, "warehouses.manage", key, handle)
-
-
-def get_warehouse(conn, code: Any) -> dict:
-    row = conn.execute(
-        "SELECT code, name, region, priority, active FROM warehouses WHERE code = %s",
-        [str(code).strip().upper()],
-    ).fetchone()
-    if not row:
-        raise NotFound(f"no warehouse with code {str(code)[:32]}")
-    return dict(zip(("code", "name", "region", "priority", "active"), row, strict=True))
+    return [dict(zip(PRODUCT.columns, r, strict=True)) for r in rows]
 
 
 def list_warehouses(db: Database, tenant_id: object, actor: Actor) -> list[dict]:
     require(actor, "stock.view")
     with db.tenant(tenant_id) as conn:
-        rows = conn.execute(
-            "SELECT code, name, region, priority, active FROM warehouses ORDER BY priority, code"
-        )
-        return [dict(zip(("code", "name", "region", "priority", "active"), r, strict=True)) for r in rows]
+        rows = conn.execute(f"SELECT {', '.join(WAREHOUSE.columns)} FROM warehouses ORDER BY priority, code")
+        return [dict(zip(WAREHOUSE.columns, r, strict=True)) for r in rows]
 
 
 class CatalogProjection(Projection):

@@ -21,8 +21,10 @@ from psycopg.types.json import Jsonb
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from core import eventstore as es
 from core.db import Database, as_tenant_id
 from core.errors import ConcurrencyError, Conflict, OmsError, PermissionDenied, ValidationError
+from core.projections import Projection, fold
 
 GET_RESULT = "SELECT command, result FROM command_log WHERE idempotency_key = %s"
 SAVE_RESULT = (
@@ -136,6 +138,28 @@ class Context:
 
     def event_id(self, n: int) -> uuid.UUID:
         return derived_id(self.tenant_id, self.key, f"event:{n}")
+
+    def record(
+        self,
+        stream_id: str,
+        stream_type: str,
+        events: list[tuple[str, dict[str, Any]]],
+        expected_version: int | None,
+        *inline: Projection,
+        correlation_id: uuid.UUID | None = None,
+    ) -> es.AppendResult:
+        """Append this command's events (ids derived from its key) to one stream, then fold them
+        into the inline read models they change, in the command's transaction."""
+        new = [
+            es.NewEvent(event_type=t, data=d, event_id=self.event_id(i)) for i, (t, d) in enumerate(events)
+        ]
+        result = es.append(
+            self.conn,
+            [es.StreamAppend(stream_id, stream_type, new, expected_version=expected_version)],
+            es.Metadata(self.actor.name, correlation_id=correlation_id),
+        )
+        fold(self.conn, result, *inline)
+        return result
 
     def check_replay(self) -> None:
         """Call after queuing the reads and before writing: a known key ends the command here."""

@@ -14,7 +14,7 @@ from core.catalog import text_field
 from core.commands import Actor, Context, business_time, derived_id, execute, parse, require
 from core.db import Database
 from core.errors import NotFound, ValidationError
-from core.projections import Projection, fold
+from core.projections import Projection
 
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[A-Za-z]{2,24}$")
 PHONE = re.compile(r"^\+?[0-9 ()-]{6,24}$")
@@ -51,22 +51,6 @@ class CustomerFields(BaseModel):
         return v
 
 
-def _append(ctx: Context, customer_id: uuid.UUID, event_type: str, data: dict, expected: int | None) -> None:
-    result = es.append(
-        ctx.conn,
-        [
-            es.StreamAppend(
-                f"customer-{customer_id}",
-                "customer",
-                [es.NewEvent(event_type=event_type, data=data, event_id=ctx.event_id(0))],
-                expected_version=expected,
-            )
-        ],
-        es.Metadata(ctx.actor.name),
-    )
-    fold(ctx.conn, result, CUSTOMERS)
-
-
 def add_customer(
     db: Database,
     tenant_id: object,
@@ -82,7 +66,7 @@ def add_customer(
     def handle(ctx: Context) -> dict:
         cid = derived_id(ctx.tenant_id, ctx.key, "customer")
         data = {"customer_id": str(cid), **c.model_dump(), "at": when.isoformat()}
-        _append(ctx, cid, "CustomerAdded", data, 0)
+        ctx.record(f"customer-{cid}", "customer", [("CustomerAdded", data)], 0, CUSTOMERS)
         return {"id": str(cid), **c.model_dump(), "active": True}
 
     return execute(db, tenant_id, actor, "customers.manage", key, handle)
@@ -102,7 +86,13 @@ def update_customer(
         merged = parse(CustomerFields, {**{k: current[k] for k in CustomerFields.model_fields}, **changes})
         data = {k: v for k, v in merged.model_dump().items() if v != current[k]}
         if data:
-            _append(ctx, current["id"], "CustomerUpdated", {"customer_id": str(current["id"]), **data}, None)
+            ctx.record(
+                f"customer-{current['id']}",
+                "customer",
+                [("CustomerUpdated", {"customer_id": str(current["id"]), **data})],
+                None,
+                CUSTOMERS,
+            )
         return {**current, **merged.model_dump(), "id": str(current["id"])}
 
     return execute(db, tenant_id, actor, "customers.manage", key, handle)
@@ -121,7 +111,13 @@ def set_customer_active(
         current = get_customer(ctx.conn, customer_id)
         if current["active"] != active:
             event = "CustomerReactivated" if active else "CustomerDeactivated"
-            _append(ctx, current["id"], event, {"customer_id": str(current["id"])}, None)
+            ctx.record(
+                f"customer-{current['id']}",
+                "customer",
+                [(event, {"customer_id": str(current["id"])})],
+                None,
+                CUSTOMERS,
+            )
         return {"id": str(current["id"]), "active": active}
 
     return execute(db, tenant_id, actor, "customers.manage", key, handle)

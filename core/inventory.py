@@ -17,7 +17,7 @@ from core.catalog import CODE_PATTERN, SKU_PATTERN, get_product, get_warehouse, 
 from core.commands import Actor, Context, business_time, execute, parse, require
 from core.db import Database
 from core.errors import ValidationError
-from core.projections import Projection, fold
+from core.projections import Projection
 
 MAX_UNITS = 1_000_000
 
@@ -73,22 +73,6 @@ class ReorderPoint(Movement):
     reorder_point: int = Field(ge=0, le=MAX_UNITS, strict=True)
 
 
-def _move(ctx: Context, sku: str, event_type: str, data: dict) -> None:
-    result = es.append(
-        ctx.conn,
-        [
-            es.StreamAppend(
-                f"stock-{sku}",
-                "stock",
-                [es.NewEvent(event_type=event_type, data=data, event_id=ctx.event_id(0))],
-                expected_version=None,
-            )
-        ],
-        es.Metadata(ctx.actor.name),
-    )
-    fold(ctx.conn, result, STOCK)
-
-
 def _known(ctx: Context, sku: str, *warehouses: str) -> None:
     if not get_product(ctx.conn, sku)["active"]:
         raise ValidationError(f"product {sku} is inactive")
@@ -111,7 +95,13 @@ def receive(
 
     def handle(ctx: Context) -> dict:
         _known(ctx, m.sku, m.warehouse)
-        _move(ctx, m.sku, "StockReceived", {**m.model_dump(), "at": when.isoformat()})
+        ctx.record(
+            f"stock-{m.sku}",
+            "stock",
+            [("StockReceived", {**m.model_dump(), "at": when.isoformat()})],
+            None,
+            STOCK,
+        )
         return stock_row(ctx.conn, m.sku, m.warehouse)
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)
@@ -137,7 +127,13 @@ def adjust(
             raise ValidationError(
                 f"{m.sku} has {current['available']} available in {m.warehouse}: cannot take away {-m.change}"
             )
-        _move(ctx, m.sku, "StockAdjusted", {**m.model_dump(), "at": when.isoformat()})
+        ctx.record(
+            f"stock-{m.sku}",
+            "stock",
+            [("StockAdjusted", {**m.model_dump(), "at": when.isoformat()})],
+            None,
+            STOCK,
+        )
         return stock_row(ctx.conn, m.sku, m.warehouse)
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)
@@ -164,7 +160,13 @@ def transfer(
             raise ValidationError(
                 f"{m.sku} has {available} available in {m.source}: cannot transfer {m.quantity}"
             )
-        _move(ctx, m.sku, "StockTransferred", {**m.model_dump(), "at": when.isoformat()})
+        ctx.record(
+            f"stock-{m.sku}",
+            "stock",
+            [("StockTransferred", {**m.model_dump(), "at": when.isoformat()})],
+            None,
+            STOCK,
+        )
         return {"from": stock_row(ctx.conn, m.sku, m.source), "to": stock_row(ctx.conn, m.sku, m.destination)}
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)
@@ -185,7 +187,13 @@ def set_reorder_point(
     def handle(ctx: Context) -> dict:
         get_product(ctx.conn, m.sku)
         get_warehouse(ctx.conn, m.warehouse)
-        _move(ctx, m.sku, "ReorderPointSet", {**m.model_dump(), "at": when.isoformat()})
+        ctx.record(
+            f"stock-{m.sku}",
+            "stock",
+            [("ReorderPointSet", {**m.model_dump(), "at": when.isoformat()})],
+            None,
+            STOCK,
+        )
         return stock_row(ctx.conn, m.sku, m.warehouse)
 
     return execute(db, tenant_id, actor, "stock.move", key, handle)

@@ -268,13 +268,7 @@ def change_settings(
         raise ValidationError("nothing to change")
 
     def handle(ctx: Context) -> dict:
-        event = es.NewEvent(event_type="TenantSettingsChanged", data=data, event_id=ctx.event_id(0))
-        result = es.append(
-            ctx.conn,
-            [es.StreamAppend(f"tenant-{ctx.tenant_id}", "tenant", [event], expected_version=None)],
-            es.Metadata(ctx.actor.name),
-        )
-        fold(ctx.conn, result, SETTINGS)
+        ctx.record(f"tenant-{ctx.tenant_id}", "tenant", [("TenantSettingsChanged", data)], None, SETTINGS)
         row = ctx.conn.execute(f"SELECT {', '.join(SETTINGS_COLUMNS)} FROM tenant_settings").fetchone()
         return dict(zip(SETTINGS_COLUMNS, row, strict=True))
 

@@ -76,3 +76,35 @@ def tenant(db: Database) -> tenants.Tenant:
 @pytest.fixture
 def other_tenant(db: Database) -> tenants.Tenant:
     return new_tenant(db, "shop b")
+
+
+def followable(db: Database, tenant_id, timeout: float = 30.0) -> None:
+    """Wait until followers can see all of a tenant's committed events: they read only below the oldest
+    transaction still running anywhere on the server, and other sessions may hold one open for a while."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with db.tenant(tenant_id) as conn:
+            ready = conn.execute(
+                "SELECT coalesce(max(txid) < pg_snapshot_xmin(pg_current_snapshot()), true) FROM events"
+            ).fetchone()[0]
+        if ready or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
+def seal(db: Database, tenant_id, **kwargs) -> int:
+    """chain.seal once every committed event is visible to followers."""
+    from core import chain
+
+    followable(db, tenant_id)
+    return chain.seal(db, tenant_id, **kwargs)
+
+
+def catch_up(db: Database, tenant_id, projection, **kwargs) -> int:
+    """projections.catch_up once every committed event is visible to followers."""
+    from core import projections
+
+    followable(db, tenant_id)
+    return projections.catch_up(db, tenant_id, projection, **kwargs)

@@ -8,6 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from conftest import seal
 
 from core import chain
 from core import eventstore as es
@@ -48,7 +49,7 @@ def seq_of(owner, tenant_id, position) -> int:
 def test_a_sealed_chain_verifies(db, owner, tenant):
     append_orders(db, tenant.id, 10)
     n = count_events(owner, tenant.id)
-    assert chain.seal(db, tenant.id) == n
+    assert seal(db, tenant.id) == n
     result = chain.verify(db, tenant.id)
     assert result.ok, result
     assert (result.checked, result.head_seq) == (n, n)
@@ -80,7 +81,7 @@ def test_verification_of_an_empty_range_is_ok(db, tenant):
 )
 def test_changing_a_stored_event_makes_verification_name_it(db, owner, tenant, column, change):
     events = append_orders(db, tenant.id, 10)
-    chain.seal(db, tenant.id)
+    seal(db, tenant.id)
     target = events[9]
     before = owner.execute(f"SELECT {column} FROM events WHERE position = %s", [target.position]).fetchone()[
         0
@@ -99,7 +100,7 @@ def test_changing_a_stored_event_makes_verification_name_it(db, owner, tenant, c
 
 def test_deleting_a_stored_event_makes_verification_name_its_place(db, owner, tenant):
     events = append_orders(db, tenant.id, 10)
-    n = chain.seal(db, tenant.id)
+    n = seal(db, tenant.id)
     target = events[4]
     seq = seq_of(owner, tenant.id, target.position)
     assert owner.execute("DELETE FROM events WHERE position = %s", [target.position]).rowcount == 1
@@ -115,8 +116,8 @@ def test_deleting_a_stored_event_makes_verification_name_its_place(db, owner, te
 def test_a_change_in_one_tenant_does_not_break_anothers_chain(db, owner, tenant, other_tenant):
     events = append_orders(db, tenant.id, 3)
     append_orders(db, other_tenant.id, 3)
-    chain.seal(db, tenant.id)
-    chain.seal(db, other_tenant.id)
+    seal(db, tenant.id)
+    seal(db, other_tenant.id)
     owner.execute("UPDATE events SET data = '{}' WHERE position = %s", [events[0].position])
     assert not chain.verify(db, tenant.id).ok
     assert chain.verify(db, other_tenant.id).ok
@@ -124,11 +125,11 @@ def test_a_change_in_one_tenant_does_not_break_anothers_chain(db, owner, tenant,
 
 def test_sealing_is_incremental(db, owner, tenant):
     append_orders(db, tenant.id, 5)
-    first = chain.seal(db, tenant.id)
+    first = seal(db, tenant.id)
     sealed = chain_rows(owner, tenant.id)
-    assert chain.seal(db, tenant.id) == 0  # nothing new: nothing sealed twice
+    assert seal(db, tenant.id) == 0  # nothing new: nothing sealed twice
     more = append_orders(db, tenant.id, 4, label="more")
-    assert chain.seal(db, tenant.id) == len(more)
+    assert seal(db, tenant.id) == len(more)
     rows = chain_rows(owner, tenant.id)
     assert rows[: len(sealed)] == sealed, "sealing again rewrote earlier links"
     assert [r[0] for r in rows] == list(range(1, first + len(more) + 1))
@@ -149,8 +150,8 @@ def test_two_sealers_at_once_do_not_fork_the_chain(db, owner, tenant):
         barrier.wait(timeout=10)
         total = 0
         while not stop.is_set():
-            total += chain.seal(db, tenant.id, batch=7)
-        return total + chain.seal(db, tenant.id, batch=7)
+            total += seal(db, tenant.id, batch=7)
+        return total + seal(db, tenant.id, batch=7)
 
     def writer() -> int:
         barrier.wait(timeout=10)
@@ -163,7 +164,7 @@ def test_two_sealers_at_once_do_not_fork_the_chain(db, owner, tenant):
         sealers = [pool.submit(sealer) for _ in range(2)]
         pool.submit(writer).result()
         sealed = [f.result() for f in sealers]
-    sealed_total = sum(sealed) + chain.seal(db, tenant.id)
+    sealed_total = sum(sealed) + seal(db, tenant.id)
     n = count_events(owner, tenant.id)
     assert sealed_total == n, f"sealed {sealed} by the two sealers, {n} events"
     assert all(sealed), f"both sealers should have sealed batches: {sealed}"

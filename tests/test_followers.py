@@ -10,9 +10,11 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
+from conftest import catch_up
+
 from core import eventstore as es
 from core import tenants
-from core.projections import EventTypeCounts, catch_up, follow, lag, rebuild
+from core.projections import EventTypeCounts, follow, lag, rebuild
 from core.tenants import USERS
 
 WRITERS = 8

@@ -10,16 +10,17 @@ import uuid
 
 import psycopg
 import pytest
+from conftest import catch_up, seal
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from core import catalog, chain, customers, inventory, tenants
+from core import catalog, customers, inventory, tenants
 from core import eventstore as es
 from core.commands import CLI
 from core.db import Database, app_url
 from core.errors import ValidationError
 from core.orders.handlers import pay_order, place_order, ship_order
-from core.projections import EventTypeCounts, catch_up
+from core.projections import EventTypeCounts
 
 TENANT_TABLES = """
     SELECT c.relname FROM pg_class c
@@ -80,7 +81,7 @@ def seed(db: Database, tenant: tenants.Tenant) -> None:
     pay_order(db, tenant.id, CLI, order["number"])
     ship_order(db, tenant.id, CLI, order["number"], carrier="DHL", tracking="T1")
     catch_up(db, tenant.id, EventTypeCounts())
-    chain.seal(db, tenant.id)
+    seal(db, tenant.id)
 
 
 @pytest.fixture

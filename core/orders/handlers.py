@@ -21,7 +21,6 @@ from core.errors import NotFound, ValidationError
 from core.inventory import STOCK
 from core.orders.model import CHANNELS, IllegalTransition, Order, OutOfStock, WarehouseStock, allocate
 from core.orders.projection import ORDERS
-from core.projections import fold
 
 MAX_LINES = 100
 MAX_LINE_UNITS = 10_000
@@ -77,18 +76,6 @@ class PlaceOrder(BaseModel):
         if dup := sorted({s for s in skus if skus.count(s) > 1}):
             raise ValueError(f"each SKU goes on one line; repeated: {', '.join(dup)}")
         return self
-
-
-def _append(ctx: Context, order_id: str, expected: int, events: list[tuple[str, dict]]) -> es.AppendResult:
-    """Append the order's events, then fold them into the order and stock read models."""
-    new = [es.NewEvent(event_type=t, data=d, event_id=ctx.event_id(i)) for i, (t, d) in enumerate(events)]
-    result = es.append(
-        ctx.conn,
-        [es.StreamAppend(f"order-{order_id}", "order", new, expected_version=expected)],
-        es.Metadata(ctx.actor.name, correlation_id=uuid.UUID(order_id)),
-    )
-    fold(ctx.conn, result, ORDERS, STOCK)
-    return result
 
 
 def _line_dicts(lines: object) -> list[dict[str, Any]]:
@@ -172,7 +159,7 @@ def place_order(
         )
         # If another order took the stock since the read, the stock CHECK fails at commit and
         # execute() runs this handler again with fresh stock levels.
-        _append(ctx, order_id, 0, events)
+        ctx.record(f"order-{order_id}", "order", events, 0, ORDERS, STOCK, correlation_id=uuid.UUID(order_id))
         placed, outcome = events[0][1], events[1][1]
         return {
             "order_id": order_id,
@@ -213,7 +200,7 @@ def _order_command(
             check(ctx.conn)
         order = Order.load(events)
         new = decide(order)
-        _append(ctx, oid, order.version, new)
+        ctx.record(f"order-{oid}", "order", new, order.version, ORDERS, STOCK, correlation_id=uuid.UUID(oid))
         return {
             "order_id": oid,
             "number": order.number,
