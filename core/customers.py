@@ -45,7 +45,7 @@ class CustomerFields(BaseModel):
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str) -> str:
-        v = (v or "").strip()
+        v = text_field(v, "phone", 40, required=False)
         if v and not PHONE.fullmatch(v):
             raise ValueError(f"'{v[:30]}' is not a phone number")
         return v

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bcrypt
 from psycopg import errors as pg_errors
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from core import eventstore as es
@@ -243,6 +243,8 @@ SETTINGS_COLUMNS = ("allocation_strategy", "reservation_minutes", "tax_rate_bp")
 
 
 class SettingsChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # an unknown setting is named, not ignored
+
     allocation_strategy: str | None = Field(default=None, pattern=r"^(priority|most_available)$")
     reservation_minutes: int | None = Field(default=None, ge=1, le=43_200, strict=True)
     tax_rate_bp: int | None = Field(default=None, ge=0, le=10_000, strict=True)
