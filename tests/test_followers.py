@@ -10,7 +10,7 @@ import uuid
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import catch_up
+from conftest import catch_up, followable
 
 from core import eventstore as es
 from core import tenants
@@ -162,6 +162,7 @@ def test_a_multi_stream_append_that_waits_keeps_each_streams_order_for_followers
         f0.result()
         f2.result()
 
+    followable(db, tenant.id)
     with db.tenant(tenant.id) as conn:
         followed = es.read_after(conn, 0, 0, 10_000, as_stored=True)
         everything = list(es.read_all(conn, as_stored=True))

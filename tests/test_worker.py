@@ -16,7 +16,7 @@ from core import catalog, chain, customers, inventory, projections, tenants
 from core import eventstore as es
 from core.commands import CLI
 from core.orders.handlers import place_order
-from core.workers import heartbeats
+from core.workers import JOBS, heartbeats
 
 
 def wait_for(predicate, timeout: float = 30.0):
@@ -84,7 +84,9 @@ def test_worker_follows_seals_expires_and_stops_cleanly(db, tenant, worker):
     wait_for(expired)
     assert inventory.stock_levels(db, tenant.id, CLI, sku="MUG")[0]["reserved"] == 0
 
-    beat = wait_for(lambda: [h for h in heartbeats(db) if h["pid"] == worker.pid and h["jobs"]])[0]
+    beat = wait_for(
+        lambda: [h for h in heartbeats(db) if h["pid"] == worker.pid and len(h["jobs"]) == len(JOBS)]
+    )[0]
     assert {"projections", "reservation_expiry"} <= set(beat["jobs"])
     assert all(j["error"] is None for j in beat["jobs"].values())
 
