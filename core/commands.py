@@ -27,6 +27,8 @@ from core.errors import ConcurrencyError, Conflict, OmsError, PermissionDenied, 
 from core.projections import Projection, fold
 
 GET_RESULT = "SELECT command, result FROM command_log WHERE idempotency_key = %s"
+# The same lookup as a column of a handler's first read (see execute's lookup_in_handler): [command, result].
+KEY_LOOKUP = "(SELECT json_build_array(command, result) FROM command_log WHERE idempotency_key = %(key)s)"
 SAVE_RESULT = (
     "INSERT INTO command_log (tenant_id, idempotency_key, command, result)"
     " VALUES (oms_current_tenant(), %s, %s, %s)"
@@ -166,6 +168,14 @@ class Context:
         if self.prior is None:
             return
         row, self.prior = self.prior.fetchone(), None
+        self._replay(row)
+
+    def replay_if_found(self, found: Any) -> None:
+        """For a handler whose first read carries KEY_LOOKUP: pass that column; a known key ends here."""
+        self.prior = None
+        self._replay(found)
+
+    def _replay(self, row: Any) -> None:
         if row:
             if row[0] != self.command:
                 raise Conflict(
@@ -183,12 +193,13 @@ def execute(
     handler: Callable[[Context], dict[str, Any]],
     *,
     command: str | None = None,
-    replay_checked_by_handler: bool = False,
+    lookup_in_handler: bool = False,
 ) -> dict[str, Any]:
     """Run handler(ctx) once per idempotency key, in one tenant transaction, and return its result.
 
-    The key is looked up before the handler runs, unless the handler says it calls
-    ctx.check_replay() itself after queuing its reads (one round trip fewer on a hot path).
+    The key is looked up before the handler runs, unless lookup_in_handler: then the handler's first
+    read carries the lookup itself (KEY_LOOKUP, with the key as %(key)s) and it passes that column to
+    ctx.replay_if_found() before writing (one statement fewer on a hot path).
     A lost race (stream version, stock check, the same key in flight) rolls back and runs the
     handler again with fresh reads, up to MAX_ATTEMPTS times.
     """
@@ -200,10 +211,9 @@ def execute(
     for attempt in range(MAX_ATTEMPTS):
         try:
             with db.tenant(tid, pipeline=True) as conn:
-                ctx = Context(
-                    conn, tid, actor, key, action, prior=conn.execute(GET_RESULT, [key]), command=command
-                )
-                if not replay_checked_by_handler:
+                prior = None if lookup_in_handler else conn.execute(GET_RESULT, [key])
+                ctx = Context(conn, tid, actor, key, action, prior=prior, command=command)
+                if not lookup_in_handler:
                     ctx.check_replay()
                 try:
                     result = handler(ctx)

@@ -7,6 +7,7 @@ CHECK (0 <= reserved <= on_hand) refuses any fold that would oversell.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -271,26 +272,30 @@ class StockProjection(Projection):
     name = "stock"
     tables = ("stock", "stock_movements")
     kind = "inline"
-    # Stock arriving may create the row; every other change updates an existing one. (An upsert
-    # would not do for reservations: CHECK runs on the proposed insert row before the conflict.)
-    # Changes are summed per SKU and warehouse first, so each statement touches a row once.
-    ARRIVE = (
-        "INSERT INTO stock (tenant_id, sku, warehouse, on_hand, updated_at)"
-        " SELECT oms_current_tenant(), u.sku, u.warehouse, u.on_hand, %s"
-        " FROM unnest(%s::text[], %s::text[], %s::int[]) AS u (sku, warehouse, on_hand)"
+    # One statement per batch of events: the movements travel as JSON, are summed per SKU and warehouse
+    # (so each row is touched once), and every row moves and every movement is recorded together.
+    # Stock arriving (more on hand, nothing reserved) may create the row; every other change updates an
+    # existing one. (An upsert would not do for reservations: CHECK runs on the proposed insert row
+    # before the conflict.)
+    MOVE = (
+        "WITH u AS MATERIALIZED (SELECT * FROM jsonb_to_recordset(%(moves)s::jsonb) AS u (position bigint,"
+        " line int, sku text, warehouse text, kind text, on_hand_change int, reserved_change int,"
+        " reason text, order_id uuid, actor text, at timestamptz)),"
+        " net AS MATERIALIZED (SELECT sku, warehouse, sum(on_hand_change)::int AS on_hand,"
+        " sum(reserved_change)::int AS reserved FROM u GROUP BY sku, warehouse),"
+        " arrive AS (INSERT INTO stock (tenant_id, sku, warehouse, on_hand, updated_at)"
+        " SELECT oms_current_tenant(), n.sku, n.warehouse, n.on_hand, %(at)s FROM net n"
+        " WHERE n.on_hand > 0 AND n.reserved = 0"
         " ON CONFLICT (tenant_id, sku, warehouse) DO UPDATE SET on_hand = stock.on_hand + excluded.on_hand,"
-        " updated_at = excluded.updated_at"
-    )
-    CHANGE = (
-        "UPDATE stock SET on_hand = stock.on_hand + u.on_hand, reserved = stock.reserved + u.reserved,"
-        " updated_at = %s FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[])"
-        " AS u (sku, warehouse, on_hand, reserved) WHERE stock.sku = u.sku AND stock.warehouse = u.warehouse"
-    )
-    MOVEMENT = (
-        "INSERT INTO stock_movements (tenant_id, position, line, sku, warehouse, kind, on_hand_change,"
+        " updated_at = excluded.updated_at),"
+        " change AS (UPDATE stock SET on_hand = stock.on_hand + n.on_hand,"
+        " reserved = stock.reserved + n.reserved,"
+        " updated_at = %(at)s FROM net n WHERE stock.sku = n.sku AND stock.warehouse = n.warehouse"
+        " AND NOT (n.on_hand > 0 AND n.reserved = 0) AND (n.on_hand <> 0 OR n.reserved <> 0))"
+        " INSERT INTO stock_movements (tenant_id, position, line, sku, warehouse, kind, on_hand_change,"
         " reserved_change, reason, order_id, actor, at)"
-        " SELECT oms_current_tenant(), u.* FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::text[],"
-        " %s::text[], %s::int[], %s::int[], %s::text[], %s::uuid[], %s::text[], %s::timestamptz[]) AS u"
+        " SELECT oms_current_tenant(), u.position, u.line, u.sku, u.warehouse, u.kind, u.on_hand_change,"
+        " u.reserved_change, u.reason, u.order_id, u.actor, u.at FROM u"
     )
     REORDER = (
         "INSERT INTO stock (tenant_id, sku, warehouse, reorder_point, updated_at)"
@@ -330,55 +335,34 @@ class StockProjection(Projection):
         self.apply_all(conn, [event])
 
     def apply_all(self, conn, events) -> None:
-        net: dict[tuple[str, str], list[int]] = {}
-        moves: list[tuple] = []
+        moves: list[dict] = []
         for event in events:
             if event.event_type == "ReorderPointSet":
                 d = event.data
                 conn.execute(self.REORDER, [d["sku"], d["warehouse"], d["reorder_point"], event.recorded_at])
                 continue
-            at = event.data.get("at") or event.recorded_at
+            at = event.data.get("at") or event.recorded_at.isoformat()
+            order_id = event.data.get("order_id")
+            actor = event.metadata.get("actor", "")
             for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(self.changes(event)):
-                total = net.setdefault((sku, wh), [0, 0])
-                total[0] += on_hand
-                total[1] += reserved
                 moves.append(
-                    (
-                        event.position,
-                        n,
-                        sku,
-                        wh,
-                        kind,
-                        on_hand,
-                        reserved,
-                        reason,
-                        event.data.get("order_id"),
-                        event.metadata.get("actor", ""),
-                        at,
-                    )
+                    {
+                        "position": event.position,
+                        "line": n,
+                        "sku": sku,
+                        "warehouse": wh,
+                        "kind": kind,
+                        "on_hand_change": on_hand,
+                        "reserved_change": reserved,
+                        "reason": reason,
+                        "order_id": order_id,
+                        "actor": actor,
+                        "at": at,
+                    }
                 )
-        if not moves:
-            return
-        when = max(m[-1] if not isinstance(m[-1], str) else m[-1] for m in moves[-1:])
-        arriving = [(k, v) for k, v in net.items() if v[0] > 0 and not v[1]]
-        changing = [(k, v) for k, v in net.items() if not (v[0] > 0 and not v[1]) and (v[0] or v[1])]
-        if arriving:
-            conn.execute(
-                self.ARRIVE,
-                [when, [k[0] for k, _ in arriving], [k[1] for k, _ in arriving], [v[0] for _, v in arriving]],
-            )
-        if changing:
-            conn.execute(
-                self.CHANGE,
-                [
-                    when,
-                    [k[0] for k, _ in changing],
-                    [k[1] for k, _ in changing],
-                    [v[0] for _, v in changing],
-                    [v[1] for _, v in changing],
-                ],
-            )
-        conn.execute(self.MOVEMENT, [list(column) for column in zip(*moves, strict=True)])
+        if moves:
+            encoded = json.dumps(moves, ensure_ascii=False, separators=(",", ":"))
+            conn.execute(self.MOVE, {"moves": encoded, "at": moves[-1]["at"]})
 
 
 STOCK = StockProjection()

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core import eventstore as es
 from core.catalog import CODE_PATTERN, SKU_PATTERN, text_field
-from core.commands import Actor, Context, business_time, derived_id, execute, parse
+from core.commands import KEY_LOOKUP, Actor, Context, business_time, derived_id, execute, parse
 from core.customers import parse_id
 from core.db import Database
 from core.errors import NotFound, ValidationError
@@ -30,7 +30,8 @@ MAX_FEE = 1_000_000_00
 # per active warehouse, the tenant's settings and the next order number (a rejected or replayed
 # order leaves a gap in the numbers; that is fine).
 PLACE_CONTEXT = (
-    "SELECT (SELECT json_build_array(c.id, c.name, c.active) FROM customers c WHERE c.id = %(customer)s),"
+    f"SELECT {KEY_LOOKUP},"
+    " (SELECT json_build_array(c.id, c.name, c.active) FROM customers c WHERE c.id = %(customer)s),"
     " (SELECT coalesce(json_agg(json_build_array(p.sku, p.name, p.price, p.active)), '[]')"
     "  FROM products p WHERE p.sku = ANY(%(skus)s)),"
     " (SELECT coalesce(json_agg(json_build_array(st.sku, st.warehouse, w.priority,"
@@ -120,9 +121,11 @@ def place_order(
     skus = [x.sku for x in cmd.lines]
 
     def handle(ctx: Context) -> dict:
-        context = ctx.conn.execute(PLACE_CONTEXT, {"customer": cmd.customer_id, "skus": skus})
-        ctx.check_replay()
-        customer, product_rows, stock_rows, strategy, minutes, tax_bp, currency, number = context.fetchone()
+        context = ctx.conn.execute(PLACE_CONTEXT, {"key": ctx.key, "customer": cmd.customer_id, "skus": skus})
+        found, customer, product_rows, stock_rows, strategy, minutes, tax_bp, currency, number = (
+            context.fetchone()
+        )
+        ctx.replay_if_found(found)
         if not customer or not customer[2]:
             raise NotFound(f"no active customer {cmd.customer_id}")
         products = {r[0]: r for r in product_rows}
@@ -171,7 +174,7 @@ def place_order(
             "short": short,
         }
 
-    result = execute(db, tenant_id, actor, "orders.place", key, handle, replay_checked_by_handler=True)
+    result = execute(db, tenant_id, actor, "orders.place", key, handle, lookup_in_handler=True)
     if result["status"] == "rejected":
         raise OutOfStock(result["number"], result["short"])
     return result

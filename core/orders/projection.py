@@ -2,26 +2,32 @@
 
 from __future__ import annotations
 
+import json
+
 from core import eventstore as es
 from core.projections import Projection
 
+# An order placed, in one statement: its row, its lines and (when reserved) its allocations. Lines and
+# allocations travel as the event's own JSON arrays, unpacked by the server.
 PLACE = (
-    "INSERT INTO orders (tenant_id, id, number, customer_id, customer_name, channel, status, currency,"
-    " subtotal, shipping_fee, tax, total, placed_at, reserved_until, closed_at, updated_at, version)"
+    "WITH ins_order AS (INSERT INTO orders (tenant_id, id, number, customer_id, customer_name, channel,"
+    " status, currency, subtotal, shipping_fee, tax, total, placed_at, reserved_until, closed_at, updated_at,"
+    " version)"
     " VALUES (oms_current_tenant(), %(order_id)s, %(number)s, %(customer_id)s, %(customer_name)s,"
     " %(channel)s, %(status)s, %(currency)s, %(subtotal)s, %(shipping_fee)s, %(tax)s, %(total)s, %(at)s,"
-    " %(reserved_until)s, %(closed_at)s, %(at)s, %(version)s)"
-)
-LINES = (
-    "INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, quantity, unit_price, line_total)"
-    " SELECT oms_current_tenant(), %s, u.line_no, u.sku, u.name, u.quantity, u.unit_price,"
-    " u.quantity * u.unit_price FROM unnest(%s::int[], %s::text[], %s::text[], %s::int[], %s::bigint[])"
-    " AS u (line_no, sku, name, quantity, unit_price)"
+    " %(reserved_until)s, %(closed_at)s, %(at)s, %(version)s)),"
+    " ins_lines AS (INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, quantity, unit_price,"
+    " line_total) SELECT oms_current_tenant(), %(order_id)s, u.line_no, u.sku, u.name, u.quantity,"
+    " u.unit_price, u.quantity * u.unit_price FROM jsonb_to_recordset(%(lines)s::jsonb)"
+    " AS u (line_no int, sku text, name text, quantity int, unit_price bigint))"
+    " INSERT INTO order_allocations (tenant_id, order_id, sku, warehouse, quantity, state)"
+    " SELECT oms_current_tenant(), %(order_id)s, u.sku, u.warehouse, u.quantity, 'reserved'"
+    " FROM jsonb_to_recordset(%(allocations)s::jsonb) AS u (sku text, warehouse text, quantity int)"
 )
 ALLOCATE = (
     "INSERT INTO order_allocations (tenant_id, order_id, sku, warehouse, quantity, state)"
     " SELECT oms_current_tenant(), %s, u.sku, u.warehouse, u.quantity, 'reserved'"
-    " FROM unnest(%s::text[], %s::text[], %s::int[]) AS u (sku, warehouse, quantity)"
+    " FROM jsonb_to_recordset(%s::jsonb) AS u (sku text, warehouse text, quantity int)"
 )
 # Each later event sets the status it leads to and, where it has one, its own timestamp column.
 STATUS = (
@@ -92,11 +98,7 @@ class OrdersProjection(Projection):
 
     @staticmethod
     def _allocate(conn, d: dict) -> None:
-        a = d["allocations"]
-        conn.execute(
-            ALLOCATE,
-            [d["order_id"], [x["sku"] for x in a], [x["warehouse"] for x in a], [x["quantity"] for x in a]],
-        )
+        conn.execute(ALLOCATE, [d["order_id"], _json(d["allocations"])])
 
     def _place(self, conn, placed: es.RecordedEvent, outcome: es.RecordedEvent | None) -> None:
         d = placed.data
@@ -110,25 +112,22 @@ class OrdersProjection(Projection):
             "status": status,
             "reserved_until": final.data.get("reserved_until"),
             "closed_at": at if status == "rejected" else None,
+            "lines": _json(d["lines"]),
+            "allocations": _json(
+                outcome.data["allocations"]
+                if outcome is not None and outcome.event_type == "OrderReserved"
+                else []
+            ),
         }
         conn.execute(PLACE, params)
-        lines = d["lines"]
-        conn.execute(
-            LINES,
-            [
-                d["order_id"],
-                [x["line_no"] for x in lines],
-                [x["sku"] for x in lines],
-                [x["name"] for x in lines],
-                [x["quantity"] for x in lines],
-                [x["unit_price"] for x in lines],
-            ],
-        )
-        if outcome is not None and outcome.event_type == "OrderReserved":
-            self._allocate(conn, outcome.data)
 
 
 OUTCOMES = ("OrderReserved", "OrderRejected")
+
+
+def _json(value: object) -> str:
+    """JSON text for a ::jsonb parameter: cheaper to send than columns of arrays."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _status(event: es.RecordedEvent) -> dict:
