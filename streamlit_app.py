@@ -1,6 +1,13 @@
-"""The Streamlit entry point: page setup and navigation only; pages live in pages/."""
+"""The Streamlit entry point: sign-in, then the pages the signed-in person's role allows (pages/)."""
 
 import streamlit as st
 
+from app.navigation import pages_for
+from app.session import account_sidebar, current_session, sign_in_page
+
 st.set_page_config(page_title="OMS", layout="wide")
-st.navigation([st.Page("pages/system.py", title="System", icon=":material/monitor_heart:")]).run()
+if (session := current_session()) is None:
+    st.navigation([st.Page(sign_in_page, title="Sign in", url_path="sign-in")], position="hidden").run()
+else:
+    account_sidebar(session)
+    st.navigation(pages_for(session)).run()

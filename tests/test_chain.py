@@ -167,7 +167,6 @@ def test_two_sealers_at_once_do_not_fork_the_chain(db, owner, tenant):
     sealed_total = sum(sealed) + seal(db, tenant.id)
     n = count_events(owner, tenant.id)
     assert sealed_total == n, f"sealed {sealed} by the two sealers, {n} events"
-    assert all(sealed), f"both sealers should have sealed batches: {sealed}"
     rows = chain_rows(owner, tenant.id)
     assert [r[0] for r in rows] == list(range(1, n + 1)), "sequence numbers have gaps or repeats"
     assert len({r[1] for r in rows}) == n, "an event was sealed twice"

@@ -1,0 +1,63 @@
+"""Which pages a signed-in person gets, from core.commands.PERMISSIONS (what core checks anyway)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core.auth import Session
+from core.commands import PERMISSIONS
+from core.tenants import PLATFORM_ADMIN
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    path: str
+    title: str
+    icon: str
+    url_path: str
+    permission: str | None = None  # a core permission the role needs; None = see `roles`
+    roles: frozenset[str] = frozenset()
+
+
+PAGES = (
+    PageSpec("pages/orders.py", "Orders", ":material/receipt_long:", "orders", "orders.view"),
+    PageSpec("pages/new_order.py", "New order", ":material/add_shopping_cart:", "new-order", "orders.place"),
+    PageSpec(
+        "pages/tenants.py", "Tenants", ":material/storefront:", "tenants", roles=frozenset({PLATFORM_ADMIN})
+    ),
+    PageSpec(
+        "pages/system.py",
+        "System",
+        ":material/monitor_heart:",
+        "system",
+        roles=frozenset({"owner", "manager"}),
+    ),
+    PageSpec(
+        "pages/account.py",
+        "Account",
+        ":material/person:",
+        "account",
+        roles=frozenset({"owner", "manager", "clerk", "analyst", PLATFORM_ADMIN}),
+    ),
+)
+
+
+def allowed(spec: PageSpec, role: str) -> bool:
+    if spec.permission is not None:
+        return role in PERMISSIONS.get(spec.permission, frozenset())
+    return role in spec.roles
+
+
+def page_specs(session: Session) -> list[PageSpec]:
+    return [p for p in PAGES if allowed(p, session.role)]
+
+
+def pages_for(session: Session) -> list[st.Page]:
+    """The st.Page list for st.navigation; the first one is the default page."""
+    specs = page_specs(session)
+    return [
+        st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
+        for i, p in enumerate(specs)
+    ]

@@ -1,0 +1,118 @@
+"""The Orders and New order pages through AppTest, signed in through the real form."""
+
+from __future__ import annotations
+
+import pytest
+from app_helpers import app, seed_shop, sign_in, texts, titles
+
+from app.format import money
+from app.orders_view import ViewState, from_params
+from core.orders.queries import list_orders
+
+
+@pytest.fixture
+def shop(db, tenant):
+    return seed_shop(db, tenant)
+
+
+def orders_shown(at) -> list[str]:
+    return list(at.dataframe[0].value["Order"])
+
+
+def test_orders_lists_the_tenants_orders_newest_first_in_its_currency(shop, other_tenant, db):
+    seed_shop(db, other_tenant)  # another shop's orders must not show
+    at = sign_in(app(), shop.login("clerk"))
+    assert not at.exception
+    numbers = [f"#{o['number']}" for o in reversed(shop.orders)]
+    assert orders_shown(at) == numbers
+    table = at.dataframe[0].value
+    assert set(table["Total"]) == {money(o["total"], "USD") for o in shop.orders}
+    assert table["Placed"].iloc[0] == "2025-03-03 09:30"  # the tenant's zone (UTC here)
+
+
+def test_filtering_by_status_is_done_in_sql_and_kept_in_the_url(shop):
+    at = sign_in(app(), shop.login("owner"))
+    at.multiselect(key="orders_status").select("paid").run()
+    assert orders_shown(at) == [f"#{shop.orders[0]['number']}"]
+    assert at.query_params.get("status") == "paid"
+
+
+def test_a_shared_url_opens_the_same_view(shop):
+    at = app()
+    at.query_params["status"] = "reserved"
+    at.query_params["channel"] = "pos"
+    sign_in(at, shop.login("owner"))
+    assert orders_shown(at) == [f"#{shop.orders[1]['number']}"]
+
+
+def test_no_match_says_what_to_do(shop):
+    at = sign_in(app(), shop.login("owner"))
+    at.text_input(key="orders_q").input("nobody by that name").run()
+    assert not at.dataframe
+    assert "No order matches these filters" in texts(at, "info")
+
+
+def test_opening_an_order_shows_lines_allocation_and_timeline_then_pay_and_cancel(shop):
+    at = sign_in(app(), shop.login("manager"))
+    third = shop.orders[2]
+    at.number_input(key="orders_open").set_value(third["number"]).run()
+    assert not at.exception
+    assert f"Order #{third['number']} · reserved" in [s.value for s in at.subheader]
+    frames = [d.value for d in at.dataframe]
+    assert any(list(f.columns[:2]) == ["Line", "SKU"] and set(f["SKU"]) == {"RED", "BLUE"} for f in frames)
+    assert any("Warehouse" in f.columns and "EAST" in set(f["Warehouse"]) for f in frames)
+    assert any("What" in f.columns and "Order placed" in set(f["What"]) for f in frames)
+
+    at.button(key="order_pay").click().run()
+    assert f"Order #{third['number']} is now paid." in texts(at, "success")
+    at.button(key="order_cancel").click().run()
+    assert "This cannot be undone" in texts(at, "warning")
+    at.button(key="order_cancel_keep").click().run()
+    assert f"Order #{third['number']} · paid" in [s.value for s in at.subheader]
+    at.button(key="order_cancel").click().run()
+    at.button(key="order_cancel_confirm").click().run()
+    assert f"Order #{third['number']} is now cancelled." in texts(at, "success")
+
+
+def test_an_unknown_order_number_is_a_warning_not_a_traceback(shop):
+    at = sign_in(app(), shop.login("owner"))
+    at.number_input(key="orders_open").set_value(999_999).run()
+    assert not at.exception
+    assert "no order #999999" in texts(at, "warning")
+
+
+def test_new_order_places_and_shows_where_it_was_reserved(db, shop):
+    at = sign_in(app(), shop.login("clerk"))
+    at.switch_page("pages/new_order.py").run()
+    assert titles(at) == ["New order"]
+    at.selectbox(key="new_order_sku").select("RED")
+    at.number_input(key="new_order_qty").set_value(7)
+    at.button[0].click().run()  # Add line (the form's submit button)
+    assert "Subtotal $87.50" in texts(at, "markdown")
+    at.button(key="new_order_place").click().run()
+    assert not at.exception
+    success = texts(at, "success")
+    assert "placed" in success and "reserved in full" in success
+    reserved = at.dataframe[0].value
+    assert {(r.Warehouse, r.Quantity) for r in reserved.itertuples()} == {("EAST", 2), ("WEST", 5)}
+    page = list_orders(db, shop.tenant.id, at.session_state["oms_session"].actor)
+    assert len(page.rows) == 4 and page.rows[0]["status"] == "reserved"
+
+
+def test_new_order_out_of_stock_names_the_short_line(shop):
+    at = sign_in(app(), shop.login("owner"))
+    at.switch_page("pages/new_order.py").run()
+    at.selectbox(key="new_order_sku").select("BLUE")
+    at.number_input(key="new_order_qty").set_value(50)
+    at.button[0].click().run()
+    at.button(key="new_order_place").click().run()
+    assert "BLUE (wanted 50, available 7)" in texts(at, "error")
+
+
+def test_view_state_round_trips_through_the_url_and_ignores_junk():
+    state = from_params(
+        {"status": "paid,bogus", "channel": "pos", "from": "2025-01-01", "page": "3", "q": "ada"}
+    )
+    assert state.status == ("paid",) and state.channel == ("pos",) and state.page == 3
+    assert from_params(state.to_params()) == state
+    assert from_params({"from": "not a date", "page": "-2", "order": "x"}) == ViewState()
