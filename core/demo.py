@@ -991,8 +991,8 @@ def print_summary(result: dict[str, Any], console: Any = None) -> None:
     if not result["created"]:
         console.print("nothing to do")
         return
-    logins = Table(title="Demo logins (passwords are shown only now)")
-    for col in ("tenant", "username", "role", "password"):
+    logins = Table(title="Demo logins for the app (passwords are shown only now)")
+    for col in ("sign in as", "role", "password"):
         logins.add_column(col)
     for shop in result["created"]:
         statuses = ", ".join(f"{k} {v}" for k, v in shop["statuses"].items())
@@ -1004,7 +1004,7 @@ def print_summary(result: dict[str, Any], console: Any = None) -> None:
             markup=False,
         )
         for u in shop["users"]:
-            logins.add_row(shop["slug"], u["username"], u["role"], u["password"])
+            logins.add_row(f"{u['username']}@{shop['slug']}", u["role"], u["password"])
     console.print(logins)
     console.print(f"seeded in {result['seconds']} s")
 
