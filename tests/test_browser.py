@@ -1,0 +1,165 @@
+"""The app in a real Chromium, driven by Playwright against a running Streamlit server: sign in, see the
+orders, open a shared filter URL, place an order, stay signed in across a refresh of a sub-page, and see
+nothing of another shop. Screenshots of every page land in tests/artifacts/ (ignored by git)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from app_helpers import PASSWORD, seed_shop
+
+from core.commands import CLI
+from core.db import app_url
+from core.orders.handlers import place_order
+from core.settings import PROJECT_ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_server(owner_url):
+    port = free_port()
+    env = os.environ | {"OMS_APP_DATABASE_URL": app_url()}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(PROJECT_ROOT / "streamlit_app.py"),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.25)
+    else:
+        proc.kill()
+        pytest.fail("the app did not start")
+    yield url
+    proc.terminate()
+    proc.wait(15)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
+
+
+def sign_in(page, url: str, login: str) -> None:
+    page.goto(url)
+    page.get_by_label("Login").first.fill(login)
+    page.get_by_label("Password").first.fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.get_by_text("Signed in as").wait_for(timeout=20_000)
+
+
+def table_cells(page) -> list[str]:
+    """The cells of the page's tables (Streamlit draws them on a canvas; the cells are there for a11y)."""
+    return [t.strip() for t in page.locator("[role=gridcell]").all_text_contents()]
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_a_clerk_works_through_the_browser(db, tenant, other_tenant, app_server, browser):
+    shop = seed_shop(db, tenant)
+    other = seed_shop(db, other_tenant)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+
+    sign_in(page, app_server, shop.login("clerk"))
+    page.get_by_role("heading", name="Orders").wait_for(timeout=20_000)
+    number = shop.orders[0]["number"]
+    page.get_by_text(f"#{number}").first.wait_for(state="attached", timeout=20_000)
+    shot(page, "orders")
+
+    # A shared URL with a filter opens the same view: only paid orders.
+    page.goto(f"{app_server}/orders?status=paid")
+    page.get_by_role("heading", name="Orders").wait_for(timeout=20_000)
+    page.wait_for_timeout(1500)
+    paid, unpaid = shop.orders[0]["number"], shop.orders[1]["number"]  # seed_shop pays the first only
+    cells = table_cells(page)
+    assert f"#{paid}" in cells and f"#{unpaid}" not in cells
+    shot(page, "orders-filtered")
+
+    # An order number that exists only in the other shop shows nothing here, even asked for in the URL.
+    extra = place_order(db, other_tenant.id, CLI, customer_id=other.customer, lines=[("BLUE", 1)])
+    assert extra["number"] not in {o["number"] for o in shop.orders}
+    page.goto(f"{app_server}/orders?q={extra['number']}")
+    page.get_by_role("heading", name="Orders").wait_for(timeout=20_000)
+    page.wait_for_timeout(1500)
+    assert f"#{extra['number']}" not in table_cells(page)
+
+    # A refresh on a sub-page keeps the clerk signed in, on that page.
+    page.goto(f"{app_server}/new-order")
+    page.get_by_role("heading", name="New order").wait_for(timeout=20_000)
+    page.reload()
+    page.get_by_text("Signed in as").wait_for(timeout=20_000)
+    page.get_by_role("heading", name="New order").wait_for(timeout=20_000)
+    assert page.get_by_role("button", name="Sign in").count() == 0
+    shot(page, "new-order")
+    context.close()
+
+
+def test_a_wrong_password_keeps_the_door_shut(db, tenant, app_server, browser):
+    shop = seed_shop(db, tenant)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(app_server)
+    page.get_by_label("Login").first.fill(shop.login("owner"))
+    page.get_by_label("Password").first.fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_timeout(2000)
+    assert page.get_by_text("Signed in as").count() == 0
+    shot(page, "sign-in-refused")
+    context.close()
