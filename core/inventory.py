@@ -8,6 +8,8 @@ CHECK (0 <= reserved <= on_hand) refuses any fold that would oversell.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -82,6 +84,32 @@ def _known(ctx: Context, sku: str, *warehouses: str) -> None:
             raise ValidationError(f"warehouse {code} is inactive")
 
 
+def _move(
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    key: str | None,
+    at: datetime | None,
+    m: BaseModel,
+    event_type: str,
+    check: Callable[[Context], None],
+    answer: Callable[[Context], dict],
+) -> dict:
+    """Run one staff stock movement: check it against current stock, record it on the SKU's stock
+    stream, fold it, and answer with the rows it changed."""
+    when = business_time(at)
+
+    def handle(ctx: Context) -> dict:
+        check(ctx)
+        data = {**m.model_dump(), "at": when.isoformat()}
+        ctx.record(f"stock-{m.sku}", "stock", [(event_type, data)], None, STOCK)
+        return answer(ctx)
+
+    # The command's name for its idempotency key: StockReceived -> "stock received".
+    command = re.sub(r"(?<!^)(?=[A-Z])", " ", event_type).lower()
+    return execute(db, tenant_id, actor, "stock.move", key, handle, command=command)
+
+
 def receive(
     db: Database,
     tenant_id: object,
@@ -92,20 +120,17 @@ def receive(
     **fields: Any,
 ) -> dict:
     m = parse(Receive, fields)
-    when = business_time(at)
-
-    def handle(ctx: Context) -> dict:
-        _known(ctx, m.sku, m.warehouse)
-        ctx.record(
-            f"stock-{m.sku}",
-            "stock",
-            [("StockReceived", {**m.model_dump(), "at": when.isoformat()})],
-            None,
-            STOCK,
-        )
-        return stock_row(ctx.conn, m.sku, m.warehouse)
-
-    return execute(db, tenant_id, actor, "stock.move", key, handle)
+    return _move(
+        db,
+        tenant_id,
+        actor,
+        key,
+        at,
+        m,
+        "StockReceived",
+        check=lambda ctx: _known(ctx, m.sku, m.warehouse),
+        answer=lambda ctx: stock_row(ctx.conn, m.sku, m.warehouse),
+    )
 
 
 def adjust(
@@ -117,27 +142,29 @@ def adjust(
     at: datetime | None = None,
     **fields: Any,
 ) -> dict:
+    """Correct on-hand units (breakage, a count); written-off stock may belong to inactive records."""
     m = parse(Adjust, fields)
-    when = business_time(at)
 
-    def handle(ctx: Context) -> dict:
+    def check(ctx: Context) -> None:
         get_product(ctx.conn, m.sku)
         get_warehouse(ctx.conn, m.warehouse)
-        current = stock_row(ctx.conn, m.sku, m.warehouse)
-        if current["available"] + m.change < 0:
+        available = stock_row(ctx.conn, m.sku, m.warehouse)["available"]
+        if available + m.change < 0:
             raise ValidationError(
-                f"{m.sku} has {current['available']} available in {m.warehouse}: cannot take away {-m.change}"
+                f"{m.sku} has {available} available in {m.warehouse}: cannot take away {-m.change}"
             )
-        ctx.record(
-            f"stock-{m.sku}",
-            "stock",
-            [("StockAdjusted", {**m.model_dump(), "at": when.isoformat()})],
-            None,
-            STOCK,
-        )
-        return stock_row(ctx.conn, m.sku, m.warehouse)
 
-    return execute(db, tenant_id, actor, "stock.move", key, handle)
+    return _move(
+        db,
+        tenant_id,
+        actor,
+        key,
+        at,
+        m,
+        "StockAdjusted",
+        check,
+        answer=lambda ctx: stock_row(ctx.conn, m.sku, m.warehouse),
+    )
 
 
 def transfer(
@@ -150,27 +177,21 @@ def transfer(
     **fields: Any,
 ) -> dict:
     m = parse(Transfer, fields)
-    when = business_time(at)
     if m.source == m.destination:
         raise ValidationError("a transfer needs two different warehouses")
 
-    def handle(ctx: Context) -> dict:
+    def check(ctx: Context) -> None:
         _known(ctx, m.sku, m.source, m.destination)
         available = stock_row(ctx.conn, m.sku, m.source)["available"]
         if available < m.quantity:
             raise ValidationError(
                 f"{m.sku} has {available} available in {m.source}: cannot transfer {m.quantity}"
             )
-        ctx.record(
-            f"stock-{m.sku}",
-            "stock",
-            [("StockTransferred", {**m.model_dump(), "at": when.isoformat()})],
-            None,
-            STOCK,
-        )
+
+    def answer(ctx: Context) -> dict:
         return {"from": stock_row(ctx.conn, m.sku, m.source), "to": stock_row(ctx.conn, m.sku, m.destination)}
 
-    return execute(db, tenant_id, actor, "stock.move", key, handle)
+    return _move(db, tenant_id, actor, key, at, m, "StockTransferred", check, answer)
 
 
 def set_reorder_point(
@@ -183,21 +204,22 @@ def set_reorder_point(
     **fields: Any,
 ) -> dict:
     m = parse(ReorderPoint, fields)
-    when = business_time(at)
 
-    def handle(ctx: Context) -> dict:
+    def check(ctx: Context) -> None:
         get_product(ctx.conn, m.sku)
         get_warehouse(ctx.conn, m.warehouse)
-        ctx.record(
-            f"stock-{m.sku}",
-            "stock",
-            [("ReorderPointSet", {**m.model_dump(), "at": when.isoformat()})],
-            None,
-            STOCK,
-        )
-        return stock_row(ctx.conn, m.sku, m.warehouse)
 
-    return execute(db, tenant_id, actor, "stock.move", key, handle)
+    return _move(
+        db,
+        tenant_id,
+        actor,
+        key,
+        at,
+        m,
+        "ReorderPointSet",
+        check,
+        answer=lambda ctx: stock_row(ctx.conn, m.sku, m.warehouse),
+    )
 
 
 STOCK_COLUMNS = ("sku", "warehouse", "on_hand", "reserved", "available", "reorder_point", "low")
