@@ -50,8 +50,11 @@ def _append_client(
         ]
         started = time.perf_counter()
         try:
-            with db.tenant(tenant) as conn:
-                es.append(conn, [es.StreamAppend(f"order-{order}", "order", events)], metadata)
+            # An append that is a whole transaction: oms_append sets the tenant for it, one round trip.
+            with db.connection() as conn:
+                es.append(
+                    conn, [es.StreamAppend(f"order-{order}", "order", events)], metadata, tenant_id=tenant
+                )
         except Exception:  # a failed append is counted, not fatal to the run
             errors += 1
             continue
