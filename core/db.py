@@ -96,15 +96,12 @@ class Database:
                     conn.execute(f"BEGIN; SELECT set_config('app.tenant_id', '{tid}', true)".encode())
                     yield conn
                     conn.execute(b"COMMIT")
-            except psycopg.Error:
-                if pipeline:
-                    # A server error inside a pipeline can leave psycopg's prepared-statement cache
-                    # out of step with the server; a fresh connection is the safe way on.
+            except BaseException as exc:
+                server_error = isinstance(exc, psycopg.Error) or isinstance(exc.__context__, psycopg.Error)
+                if pipeline and server_error:
+                    # A server error inside a pipeline (also one translated into a typed error) can leave
+                    # psycopg's prepared-statement cache out of step with the server: use a fresh one.
                     conn.close()
                 elif not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-                    conn.execute(b"ROLLBACK")
-                raise
-            except BaseException:
-                if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute(b"ROLLBACK")
                 raise
