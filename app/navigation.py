@@ -22,11 +22,16 @@ class PageSpec:
 
 
 PAGES = (
+    PageSpec("pages/overview.py", "Overview", ":material/dashboard:", "overview", "orders.view"),
     PageSpec("pages/orders.py", "Orders", ":material/receipt_long:", "orders", "orders.view"),
     PageSpec("pages/new_order.py", "New order", ":material/add_shopping_cart:", "new-order", "orders.place"),
+    PageSpec("pages/inventory.py", "Inventory", ":material/inventory_2:", "inventory", "stock.view"),
+    PageSpec("pages/products.py", "Products", ":material/category:", "products", "catalog.view"),
+    PageSpec("pages/customers.py", "Customers", ":material/groups:", "customers", "customers.view"),
     PageSpec(
         "pages/tenants.py", "Tenants", ":material/storefront:", "tenants", roles=frozenset({PLATFORM_ADMIN})
     ),
+    PageSpec("pages/settings.py", "Settings", ":material/settings:", "settings", "settings.manage"),
     PageSpec(
         "pages/system.py",
         "System",
@@ -55,9 +60,14 @@ def page_specs(session: Session) -> list[PageSpec]:
 
 
 def pages_for(session: Session) -> list[st.Page]:
-    """The st.Page list for st.navigation; the first one is the default page."""
+    """The st.Page list for st.navigation; the default page is the first of HOME the person may see."""
     specs = page_specs(session)
+    home = next((h for h in HOME if any(p.url_path == h for p in specs)), specs[0].url_path)
     return [
-        st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=i == 0)
-        for i, p in enumerate(specs)
+        st.Page(p.path, title=p.title, icon=p.icon, url_path=p.url_path, default=p.url_path == home)
+        for p in specs
     ]
+
+
+# Where a sign-in lands: Overview for those who see orders, Tenants for a platform admin, else Account.
+HOME = ("overview", "tenants", "account")

@@ -56,6 +56,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users.manage": frozenset({"owner"}),
     "reports.view": frozenset({"owner", "manager", "analyst"}),
     "audit.export": frozenset({"owner", "manager"}),
+    "system.view": frozenset({"owner", "manager"}),
 }
 
 

@@ -82,10 +82,19 @@ class NewTenant(BaseModel):
 
 
 class NewUser(BaseModel):
-    username: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,62}$")
+    username: str
     role: str
     password: str = Field(min_length=MIN_PASSWORD, max_length=72)  # bcrypt reads 72 bytes at most
     display_name: str = Field(default="", max_length=200)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]{1,62}", v):
+            raise ValueError(
+                "use 2 to 63 lower-case letters, digits, '.', '_' or '-', starting with a letter or digit"
+            )
+        return v
 
     @field_validator("role")
     @classmethod
@@ -102,7 +111,7 @@ def checked(model: type[BaseModel], **values: object) -> BaseModel:
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "input"
-        raise ValidationError(f"{where}: {first['msg']}") from None
+        raise ValidationError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def slugify(name: str) -> str:
@@ -203,6 +212,38 @@ def list_users(db: Database, tenant_id: object) -> list[User]:
         return [User(*r) for r in conn.execute(LIST_USERS)]
 
 
+def list_staff(db: Database, tenant_id: object, actor) -> list[User]:
+    """The tenant's users, for someone who manages them (the owner)."""
+    from core.commands import require
+
+    require(actor, "users.manage")
+    return list_users(db, tenant_id)
+
+
+def add_staff(
+    db: Database,
+    tenant_id: object,
+    actor,
+    *,
+    username: str,
+    role: str,
+    password: str,
+    display_name: str = "",
+) -> User:
+    """Add a user to the tenant as its owner does it: checked for users.manage, recorded under the
+    actor's name. Usernames are kept in lower case (sign-in is case-insensitive)."""
+    from core.commands import require
+
+    require(actor, "users.manage")
+    if isinstance(username, str):
+        username = username.strip().lower()
+    if isinstance(display_name, str):
+        display_name = display_name.strip()
+    if role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}")
+    return add_user(db, tenant_id, username, role, password, display_name=display_name, actor=actor.name)
+
+
 def add_platform_admin(db: Database, username: str, password: str) -> None:
     new = checked(NewUser, username=username, role=PLATFORM_ADMIN, password=password)
     with db.connection() as conn:
@@ -242,12 +283,41 @@ USERS = UsersProjection()
 SETTINGS_COLUMNS = ("allocation_strategy", "reservation_minutes", "tax_rate_bp")
 
 
+ALLOCATION_STRATEGIES = ("priority", "most_available")
+MAX_RESERVATION_MINUTES = 43_200  # 30 days
+MAX_TAX_RATE_BP = 10_000  # 100 %
+
+
 class SettingsChange(BaseModel):
     model_config = ConfigDict(extra="forbid")  # an unknown setting is named, not ignored
 
-    allocation_strategy: str | None = Field(default=None, pattern=r"^(priority|most_available)$")
-    reservation_minutes: int | None = Field(default=None, ge=1, le=43_200, strict=True)
-    tax_rate_bp: int | None = Field(default=None, ge=0, le=10_000, strict=True)
+    allocation_strategy: str | None = None
+    reservation_minutes: int | None = Field(default=None, strict=True)
+    tax_rate_bp: int | None = Field(default=None, strict=True)
+
+    # Range checks with sentences a shop owner understands (the CLI and the app show them as they are).
+    @field_validator("allocation_strategy")
+    @classmethod
+    def _strategy(cls, v: str | None) -> str | None:
+        if v is not None and v not in ALLOCATION_STRATEGIES:
+            raise ValueError("the allocation strategy must be 'priority' or 'most_available'")
+        return v
+
+    @field_validator("reservation_minutes")
+    @classmethod
+    def _minutes(cls, v: int | None) -> int | None:
+        if v is not None and not 1 <= v <= MAX_RESERVATION_MINUTES:
+            raise ValueError(
+                f"the reservation time must be from 1 to {MAX_RESERVATION_MINUTES:,} minutes (30 days)"
+            )
+        return v
+
+    @field_validator("tax_rate_bp")
+    @classmethod
+    def _tax(cls, v: int | None) -> int | None:
+        if v is not None and not 0 <= v <= MAX_TAX_RATE_BP:
+            raise ValueError("the tax rate must be from 0 to 10,000 basis points (0% to 100%)")
+        return v
 
 
 def get_settings(db: Database, tenant_id: object) -> dict:

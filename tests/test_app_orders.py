@@ -15,13 +15,21 @@ def shop(db, tenant):
     return seed_shop(db, tenant)
 
 
+def orders_page(shop, role: str, **params: str):
+    """Signed in (landing on Overview), then on the Orders page, with URL query parameters if given."""
+    at = sign_in(app(), shop.login(role))
+    for name, value in params.items():
+        at.query_params[name] = value
+    return at.switch_page("pages/orders.py").run()
+
+
 def orders_shown(at) -> list[str]:
     return list(at.dataframe[0].value["Order"])
 
 
 def test_orders_lists_the_tenants_orders_newest_first_in_its_currency(shop, other_tenant, db):
     seed_shop(db, other_tenant)  # another shop's orders must not show
-    at = sign_in(app(), shop.login("clerk"))
+    at = orders_page(shop, "clerk")
     assert not at.exception
     numbers = [f"#{o['number']}" for o in reversed(shop.orders)]
     assert orders_shown(at) == numbers
@@ -31,29 +39,26 @@ def test_orders_lists_the_tenants_orders_newest_first_in_its_currency(shop, othe
 
 
 def test_filtering_by_status_is_done_in_sql_and_kept_in_the_url(shop):
-    at = sign_in(app(), shop.login("owner"))
+    at = orders_page(shop, "owner")
     at.multiselect(key="orders_status").select("paid").run()
     assert orders_shown(at) == [f"#{shop.orders[0]['number']}"]
     assert at.query_params.get("status") == "paid"
 
 
 def test_a_shared_url_opens_the_same_view(shop):
-    at = app()
-    at.query_params["status"] = "reserved"
-    at.query_params["channel"] = "pos"
-    sign_in(at, shop.login("owner"))
+    at = orders_page(shop, "owner", status="reserved", channel="pos")
     assert orders_shown(at) == [f"#{shop.orders[1]['number']}"]
 
 
 def test_no_match_says_what_to_do(shop):
-    at = sign_in(app(), shop.login("owner"))
+    at = orders_page(shop, "owner")
     at.text_input(key="orders_q").input("nobody by that name").run()
     assert not at.dataframe
     assert "No order matches these filters" in texts(at, "info")
 
 
 def test_opening_an_order_shows_lines_allocation_and_timeline_then_pay_and_cancel(shop):
-    at = sign_in(app(), shop.login("manager"))
+    at = orders_page(shop, "manager")
     third = shop.orders[2]
     at.number_input(key="orders_open").set_value(third["number"]).run()
     assert not at.exception
@@ -75,7 +80,7 @@ def test_opening_an_order_shows_lines_allocation_and_timeline_then_pay_and_cance
 
 
 def test_an_unknown_order_number_is_a_warning_not_a_traceback(shop):
-    at = sign_in(app(), shop.login("owner"))
+    at = orders_page(shop, "owner")
     at.number_input(key="orders_open").set_value(999_999).run()
     assert not at.exception
     assert "no order #999999" in texts(at, "warning")

@@ -18,10 +18,10 @@ def shop(db, tenant):
     return seed_shop(db, tenant)
 
 
-def test_an_owner_signs_in_and_lands_on_orders(shop):
+def test_an_owner_signs_in_and_lands_on_overview(shop):
     at = sign_in(app(), shop.login("owner"))
     assert not at.exception
-    assert titles(at) == ["Orders"]
+    assert titles(at) == ["Overview"]
     session = at.session_state["oms_session"]
     assert (session.tenant_id, session.role, session.username) == (shop.tenant.id, "owner", "owner")
     assert "The owner" in texts(at.sidebar, "caption")
@@ -29,7 +29,7 @@ def test_an_owner_signs_in_and_lands_on_orders(shop):
 
 def test_a_login_is_case_and_space_insensitive(shop):
     at = sign_in(app(), f"  {shop.login('clerk').upper()} ")
-    assert titles(at) == ["Orders"]
+    assert titles(at) == ["Overview"]
 
 
 def test_a_wrong_password_is_refused_with_a_clear_message_and_no_session(shop):
@@ -58,7 +58,7 @@ def test_the_fifth_wrong_password_locks_the_account_even_against_the_right_one(d
     assert "locked until" in texts(at, "error")
     assert titles(at) == ["Sign in to OMS"]
     # Another user of the same shop is not affected.
-    assert titles(sign_in(app(), shop.login("clerk"))) == ["Orders"]
+    assert titles(sign_in(app(), shop.login("clerk"))) == ["Overview"]
     with pytest.raises(AccountLocked):
         auth.authenticate(db, shop.login("manager"), PASSWORD)
 
@@ -105,20 +105,27 @@ def test_a_platform_admin_signs_in_with_a_bare_username_and_sees_only_tenants(db
     assert [p.title for p in page_specs(at.session_state["oms_session"])] == ["Tenants", "Account"]
 
 
+SHOP_PAGES = ["Inventory", "Products", "Customers"]
+
+
 @pytest.mark.parametrize(
-    ("role", "pages"),
+    ("role", "pages", "home"),
     [
-        ("owner", ["Orders", "New order", "System", "Account"]),
-        ("manager", ["Orders", "New order", "System", "Account"]),
-        ("clerk", ["Orders", "New order", "Account"]),
-        ("analyst", ["Account"]),
+        (
+            "owner",
+            ["Overview", "Orders", "New order", *SHOP_PAGES, "Settings", "System", "Account"],
+            "Overview",
+        ),
+        ("manager", ["Overview", "Orders", "New order", *SHOP_PAGES, "System", "Account"], "Overview"),
+        ("clerk", ["Overview", "Orders", "New order", *SHOP_PAGES, "Account"], "Overview"),
+        ("analyst", ["Inventory", "Products", "Account"], "Account"),
     ],
 )
-def test_navigation_follows_the_role(shop, role, pages):
+def test_navigation_follows_the_role(shop, role, pages, home):
     at = sign_in(app(), shop.login(role))
     session = at.session_state["oms_session"]
     assert [p.title for p in page_specs(session)] == pages
-    assert titles(at) == [pages[0]]
+    assert titles(at) == [home]
     for spec in page_specs(session):
         at.switch_page(spec.path).run()
         assert not at.exception, spec.path
@@ -129,7 +136,7 @@ def test_an_analyst_cannot_reach_orders_and_core_refuses_their_order(db, shop):
     at = sign_in(app(), shop.login("analyst"))
     assert "orders.view" in PERMISSIONS and "analyst" not in PERMISSIONS["orders.view"]
     # The analyst's navigation does not hold the pages, so no URL leads there.
-    for path in ("pages/orders.py", "pages/new_order.py"):
+    for path in ("pages/overview.py", "pages/orders.py", "pages/new_order.py", "pages/settings.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(path)
     assert titles(at) == ["Account"]

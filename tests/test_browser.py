@@ -118,6 +118,10 @@ def test_a_clerk_works_through_the_browser(db, tenant, other_tenant, app_server,
     page = context.new_page()
 
     sign_in(page, app_server, shop.login("clerk"))
+    page.get_by_role("heading", name="Overview").first.wait_for(timeout=20_000)
+    page.get_by_text("Orders to ship").first.wait_for(timeout=20_000)
+    shot(page, "overview")
+    page.goto(f"{app_server}/orders")
     page.get_by_role("heading", name="Orders").wait_for(timeout=20_000)
     number = shop.orders[0]["number"]
     page.get_by_text(f"#{number}").first.wait_for(state="attached", timeout=20_000)

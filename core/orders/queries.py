@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -185,3 +185,86 @@ def _rows(conn, query: str, *params: Any) -> list[dict[str, Any]]:
     cur = conn.execute(query, list(params))
     cols = [c.name for c in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur]
+
+
+# The Overview's figures in one statement. Day bounds are computed in the tenant's time zone by the
+# server: "today" runs from local midnight to now, "yesterday" from the local midnight before to the same
+# local wall-clock time a day earlier. Orders count if not rejected; revenue is what placed orders are
+# worth now: totals less refunds, leaving out orders that were rejected, cancelled or expired.
+OVERVIEW = """
+WITH z AS (
+    SELECT currency::text AS currency, time_zone AS tz,
+           %(now)s::timestamptz AT TIME ZONE time_zone AS local_now
+    FROM tenants
+), b AS (
+    SELECT currency, tz,
+           date_trunc('day', local_now) AT TIME ZONE tz AS today_start,
+           (date_trunc('day', local_now) - interval '1 day') AT TIME ZONE tz AS yesterday_start,
+           (local_now - interval '1 day') AT TIME ZONE tz AS yesterday_now
+    FROM z
+), d AS (
+    SELECT o.placed_at >= b.today_start AS today, o.status, o.total - o.refunded_amount AS worth
+    FROM b JOIN orders o ON o.placed_at >= b.yesterday_start AND o.placed_at <= %(now)s
+    WHERE o.placed_at >= b.today_start OR o.placed_at <= b.yesterday_now
+)
+SELECT b.currency, b.tz, b.today_start, b.yesterday_start, b.yesterday_now,
+       (SELECT count(*) FROM d WHERE today AND status <> 'rejected'),
+       (SELECT coalesce(sum(worth), 0) FROM d WHERE today AND status <> ALL(%(gone)s)),
+       (SELECT count(*) FROM d WHERE NOT today AND status <> 'rejected'),
+       (SELECT coalesce(sum(worth), 0) FROM d WHERE NOT today AND status <> ALL(%(gone)s)),
+       (SELECT count(*) FROM orders WHERE status = 'reserved'),
+       (SELECT coalesce(sum(total), 0) FROM orders WHERE status = 'reserved'),
+       (SELECT count(*) FROM orders WHERE status IN ('paid', 'partially_shipped')),
+       (SELECT count(DISTINCT s.sku) FROM stock s JOIN products p ON p.sku = s.sku
+         WHERE p.active AND s.on_hand - s.reserved <= s.reorder_point)
+FROM b
+"""
+OVERVIEW_KEYS = (
+    "currency",
+    "time_zone",
+    "today_start",
+    "yesterday_start",
+    "yesterday_now",
+    "orders_today",
+    "revenue_today",
+    "orders_yesterday",
+    "revenue_yesterday",
+    "pending_payments",
+    "pending_amount",
+    "to_ship",
+    "low_stock_skus",
+)
+# The SKUs behind the low-stock figure, emptiest first (per warehouse, as the Inventory page shows them).
+LOW_STOCK = (
+    "SELECT s.sku, p.name, s.warehouse, s.on_hand - s.reserved, s.reorder_point FROM stock s"
+    " JOIN products p ON p.sku = s.sku WHERE p.active AND s.on_hand - s.reserved <= s.reorder_point"
+    " ORDER BY s.on_hand - s.reserved - s.reorder_point, s.sku, s.warehouse LIMIT %s"
+)
+LOW_STOCK_KEYS = ("sku", "name", "warehouse", "available", "reorder_point")
+GONE = ("rejected", "cancelled", "expired")
+
+
+def overview(
+    db: Database, tenant_id: object, actor: Actor, now: datetime | None = None, *, low_stock_rows: int = 10
+) -> dict[str, Any]:
+    """The Overview's KPI figures at `now` (default: the current time), money in minor units of the
+    tenant's currency: orders and revenue today and up to the same time yesterday (tenant's time zone),
+    pending payments (reserved orders and what they are worth), orders to ship (paid or partially shipped)
+    and low-stock SKUs (active SKUs with a warehouse at or below its reorder point)."""
+    require(actor, "orders.view")
+    if now is None:
+        now = datetime.now(UTC)
+    elif not isinstance(now, datetime) or now.tzinfo is None:
+        raise ValidationError("now must be a date with a time and a time zone")
+    with db.tenant(tenant_id) as conn:
+        row = conn.execute(OVERVIEW, {"now": now, "gone": list(GONE)}).fetchone()
+        if row is None:
+            raise NotFound(f"no tenant with id {tenant_id}")
+        low = conn.execute(LOW_STOCK, [low_stock_rows]).fetchall() if actor.can("stock.view") else []
+    out = dict(zip(OVERVIEW_KEYS, row, strict=True))
+    out["currency"] = out["currency"].strip()
+    out["now"] = now
+    if not actor.can("stock.view"):
+        out["low_stock_skus"] = None
+    out["low_stock"] = [dict(zip(LOW_STOCK_KEYS, r, strict=True)) for r in low]
+    return out

@@ -1,0 +1,167 @@
+"""The Settings page (owner only) and the System page through AppTest."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from app_helpers import PASSWORD, app, seed_shop, sign_in, texts, titles
+
+from core import auth, catalog, projections, tenants
+from core.chain import SEALER
+from core.errors import PermissionDenied
+from core.workers import Heartbeat
+
+
+@pytest.fixture
+def shop(db, tenant):
+    return seed_shop(db, tenant)
+
+
+def settings_page(shop, role: str = "owner"):
+    at = sign_in(app(), shop.login(role))
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    assert titles(at) == ["Settings"]
+    return at
+
+
+@pytest.mark.parametrize("role", ["manager", "clerk", "analyst"])
+def test_settings_is_only_for_the_owner_and_core_refuses_the_others(db, shop, role):
+    at = sign_in(app(), shop.login(role))
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/settings.py")
+    actor = at.session_state["oms_session"].actor
+    with pytest.raises(PermissionDenied):
+        tenants.change_settings(db, shop.tenant.id, actor, reservation_minutes=5)
+    with pytest.raises(PermissionDenied):
+        tenants.add_staff(db, shop.tenant.id, actor, username="eve", role="owner", password=PASSWORD)
+    with pytest.raises(PermissionDenied):
+        tenants.list_staff(db, shop.tenant.id, actor)
+    with pytest.raises(PermissionDenied):
+        catalog.update_warehouse(db, shop.tenant.id, actor, "WEST", priority=0)
+    assert tenants.get_settings(db, shop.tenant.id)["reservation_minutes"] == 30
+
+
+def test_the_owner_changes_order_settings(db, shop):
+    at = settings_page(shop)
+    at.selectbox(key="settings_strategy").select("most_available")
+    at.number_input(key="settings_minutes").set_value(45)
+    at.number_input(key="settings_tax").set_value(8.25)
+    at.button(key="settings_save").click().run()
+    assert not at.exception
+    assert "Order settings saved" in texts(at, "success")
+    assert tenants.get_settings(db, shop.tenant.id) == {
+        "allocation_strategy": "most_available",
+        "reservation_minutes": 45,
+        "tax_rate_bp": 825,
+    }
+    # The form shows what is now in force.
+    assert at.number_input(key="settings_minutes").value == 45
+
+
+def test_a_bad_setting_is_refused_with_cores_message_and_nothing_changes(db, shop):
+    at = settings_page(shop)
+    at.number_input(key="settings_minutes").set_value(0)
+    at.button(key="settings_save").click().run()
+    assert not at.exception
+    assert "Not saved: reservation_minutes: the reservation time must be from 1 to 43,200 minutes" in texts(
+        at, "error"
+    )
+    at.number_input(key="settings_minutes").set_value(30)
+    at.number_input(key="settings_tax").set_value(150.0)
+    at.button(key="settings_save").click().run()
+    assert "the tax rate must be from 0 to 10,000 basis points (0% to 100%)" in texts(at, "error")
+    assert tenants.get_settings(db, shop.tenant.id) == {
+        "allocation_strategy": "priority",
+        "reservation_minutes": 30,
+        "tax_rate_bp": 0,
+    }
+
+
+def test_the_owner_lists_and_adds_users(db, shop):
+    at = settings_page(shop)
+    users = next(d.value for d in at.dataframe if "Username" in d.value.columns)
+    assert set(users["Username"]) == set(tenants.ROLES)
+    at.text_input(key="settings_user_name").input("Bad Name!")
+    at.text_input(key="settings_user_password").input(PASSWORD)
+    at.button(key="settings_add_user").click().run()
+    assert "Not added: username: use 2 to 63 lower-case letters" in texts(at, "error")
+
+    at.text_input(key="settings_user_name").input("Anna")
+    at.text_input(key="settings_user_display").input("Anna Karenina")
+    at.selectbox(key="settings_user_role").select("manager")
+    at.button(key="settings_add_user").click().run()
+    assert f"they sign in as anna@{shop.tenant.slug}" in texts(at, "success")
+    users = next(d.value for d in at.dataframe if "Username" in d.value.columns)
+    assert "anna" in set(users["Username"])
+    session = auth.authenticate(db, f"anna@{shop.tenant.slug}", PASSWORD)
+    assert (session.role, session.display_name) == ("manager", "Anna Karenina")
+
+    at.button(key="settings_add_user").click().run()  # the same username again
+    assert "Not added: the username 'anna' is taken in this tenant" in texts(at, "error")
+
+
+def test_the_owner_reorders_and_adds_warehouses(db, shop):
+    at = settings_page(shop)
+    at.selectbox(key="settings_wh_pick").select("WEST")
+    at.number_input(key="settings_wh_priority").set_value(0)
+    at.button(key="settings_set_priority").click().run()
+    assert "Warehouse WEST now has priority 0." in texts(at, "success")
+    frame = next(d.value for d in at.dataframe if "Priority" in d.value.columns)
+    assert list(frame["Code"]) == ["WEST", "EAST"]  # lowest priority number first
+
+    at.text_input(key="settings_wh_code").input("north")
+    at.text_input(key="settings_wh_name").input("North")
+    at.number_input(key="settings_wh_new_priority").set_value(5)
+    at.button(key="settings_add_warehouse_btn").click().run()
+    assert "Warehouse NORTH added with priority 5." in texts(at, "success")
+    at.button(key="settings_add_warehouse_btn").click().run()
+    assert "Not added: a warehouse with code NORTH already exists" in texts(at, "error")
+    at.number_input(key="settings_wh_priority").set_value(-1)
+    at.button(key="settings_set_priority").click().run()
+    assert "Not changed: priority" in texts(at, "error")
+
+
+def test_system_shows_the_database_a_worker_heartbeat_and_projection_lag(db, shop):
+    beat = Heartbeat(db)
+    started = datetime.now(UTC)
+    beat.record("projections", started, 0.0123, 7, None)
+    beat.record("reservation_expiry", started, 0.5, None, "ConnectionError: gateway down")
+    beat.beat()
+
+    at = sign_in(app(), shop.login("manager"))
+    at.switch_page("pages/system.py").run()
+    assert not at.exception
+    assert titles(at) == ["System"]
+    assert "Database reachable" in texts(at, "success")
+    frames = [d.value for d in at.dataframe]
+    workers = next(f for f in frames if "Worker" in f.columns)
+    ours = workers[workers["Worker"] == beat.worker_id]
+    assert list(ours["Job"]) == ["projections", "reservation_expiry"]
+    assert list(ours["State"]) == ["running", "running"]
+    assert list(ours["Duration (s)"]) == [0.0123, 0.5]
+    assert list(ours["Error"]) == ["", "ConnectionError: gateway down"]
+    assert "A job failed on its last run" in texts(at, "error")
+
+    lag = next(f for f in frames if "Projection" in f.columns)
+    names = [*projections.registry(), SEALER.name]
+    assert list(lag["Projection"]) == names
+    chain_row = lag[lag["Projection"] == "chain"].iloc[0]
+    assert chain_row["Kind"] == "async" and chain_row["Events behind"] > 0  # nothing sealed in this test
+    assert (lag[lag["Kind"] == "inline"]["Events behind"] == 0).all()
+
+    beat.beat(stopped=True)
+    at.run()
+    workers = next(d.value for d in at.dataframe if "Worker" in d.value.columns)
+    assert set(workers[workers["Worker"] == beat.worker_id]["State"]) == {"stopped"}
+
+
+def test_a_clerk_has_no_system_page_and_core_refuses_the_lag(db, shop):
+    at = sign_in(app(), shop.login("clerk"))
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page("pages/system.py")
+    from core.health import projection_lag
+
+    with pytest.raises(PermissionDenied, match="clerk may not view system"):
+        projection_lag(db, shop.tenant.id, at.session_state["oms_session"].actor)
