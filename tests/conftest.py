@@ -108,3 +108,34 @@ def catch_up(db: Database, tenant_id, projection, **kwargs) -> int:
 
     followable(db, tenant_id)
     return projections.catch_up(db, tenant_id, projection, **kwargs)
+
+
+# Every table a command writes, for "bad input writes nothing" and "a repeat writes nothing" checks.
+WRITTEN_TABLES = (
+    "events",
+    "streams",
+    "command_log",
+    "tenant_settings",
+    "products",
+    "warehouses",
+    "customers",
+    "stock",
+    "stock_movements",
+    "orders",
+    "order_lines",
+    "order_allocations",
+    "shipments",
+)
+
+
+def snapshot(owner, *tenant_ids) -> dict[str, tuple]:
+    """Row count and a digest of every row of every table commands write, for these tenants (as owner)."""
+    ids = [str(t) for t in tenant_ids]
+    return {
+        t: owner.execute(
+            f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
+            " WHERE tenant_id = ANY(%s::uuid[])",
+            [ids],
+        ).fetchone()
+        for t in WRITTEN_TABLES
+    }

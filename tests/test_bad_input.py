@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from conftest import snapshot
 
 from core import catalog, customers, inventory, tenants
 from core.commands import CLI, SYSTEM
@@ -30,35 +31,6 @@ from core.orders.queries import order_detail
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 NAIVE = datetime(2025, 3, 1, 12, 0)
-
-TABLES = (
-    "events",
-    "streams",
-    "command_log",
-    "tenant_settings",
-    "products",
-    "warehouses",
-    "customers",
-    "stock",
-    "stock_movements",
-    "orders",
-    "order_lines",
-    "order_allocations",
-    "shipments",
-)
-
-
-def snapshot(owner, *tenant_ids) -> dict[str, tuple]:
-    """Row count and a digest of every row of every table this feature writes, for these tenants."""
-    ids = [str(t) for t in tenant_ids]
-    return {
-        t: owner.execute(
-            f"SELECT count(*), md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), '')) FROM {t} x"
-            " WHERE tenant_id = ANY(%s::uuid[])",
-            [ids],
-        ).fetchone()
-        for t in TABLES
-    }
 
 
 @dataclass
