@@ -62,3 +62,33 @@ def asked(name: str) -> Any:
 
 def close(name: str) -> None:
     st.session_state.pop(f"{name}_confirm", None)
+
+
+def toggle_active(
+    page: str,
+    target: str,
+    label: str,
+    active: bool,
+    warning: str,
+    call: Callable[[str], dict[str, Any]],
+    done: Callable[[dict[str, Any]], str],
+    *,
+    confirm_label: str,
+    keep_label: str,
+) -> None:
+    """A Deactivate/Reactivate button for one record, with a confirmation step; `warning` says what it
+    means. Buttons are keyed {page}_toggle, {page}_toggle_confirm and {page}_toggle_keep."""
+    name = f"{page}_active"
+    verb = "Deactivate" if active else "Reactivate"
+    if st.button(f"{verb} {label}…", key=f"{page}_toggle"):
+        ask(name, target)
+    if asked(name) != target:
+        return
+    with st.container(border=True):
+        st.warning(warning)
+        c = st.columns(2)
+        if c[0].button(confirm_label.format(verb=verb.lower()), key=f"{page}_toggle_confirm", type="primary"):
+            run(page, f"{name}_{target}_{not active}", call, done, confirmation=name)
+        if c[1].button(keep_label, key=f"{page}_toggle_keep"):
+            close(name)
+            st.rerun()

@@ -103,29 +103,19 @@ with st.form("customers_edit"):
             lambda r: f"Saved {r['name']}.",
         )
 
-verb = "Deactivate" if person["active"] else "Reactivate"
-if st.button(f"{verb} {person['name']}…", key="customers_toggle"):
-    actions.ask("customers_active", cid)
-if actions.asked("customers_active") == cid:
-    with st.container(border=True):
-        if person["active"]:
-            st.warning(
-                f"Deactivate {person['name']}? New orders can no longer be placed for them. Their orders"
-                " and history are kept, and you can reactivate them later."
-            )
-        else:
-            st.warning(f"Reactivate {person['name']}? New orders can be placed for them again.")
-        c = st.columns(2)
-        if c[0].button(f"Yes, {verb.lower()}", key="customers_toggle_confirm", type="primary"):
-            actions.run(
-                "customers",
-                f"customers_active_{cid}_{not person['active']}",
-                lambda key: customers.set_customer_active(
-                    db, ctx.tenant_id, ctx.actor, cid, not person["active"], key=key
-                ),
-                lambda r: f"{person['name']} is now {'active' if r['active'] else 'inactive'}.",
-                confirmation="customers_active",
-            )
-        if c[1].button("No, keep as it is", key="customers_toggle_keep"):
-            actions.close("customers_active")
-            st.rerun()
+actions.toggle_active(
+    "customers",
+    str(cid),
+    person["name"],
+    person["active"],
+    f"Deactivate {person['name']}? New orders can no longer be placed for them. Their orders"
+    " and history are kept, and you can reactivate them later."
+    if person["active"]
+    else f"Reactivate {person['name']}? New orders can be placed for them again.",
+    lambda key: customers.set_customer_active(
+        db, ctx.tenant_id, ctx.actor, cid, not person["active"], key=key
+    ),
+    lambda r: f"{person['name']} is now {'active' if r['active'] else 'inactive'}.",
+    confirm_label="Yes, {verb}",
+    keep_label="No, keep as it is",
+)

@@ -109,29 +109,17 @@ with st.form("products_edit"):
             lambda r: f"Saved {r['sku']} · {r['name']} at {money(r['price'], cur)}.",
         )
 
-verb = "Deactivate" if p["active"] else "Reactivate"
-if st.button(f"{verb} {sku}…", key="products_toggle"):
-    actions.ask("products_active", sku)
-if actions.asked("products_active") == sku:
-    with st.container(border=True):
-        if p["active"]:
-            st.warning(
-                f"Deactivate {sku} · {p['name']}? It can no longer be ordered, received or transferred."
-                " Its stock, history and existing orders are kept, and you can reactivate it later."
-            )
-        else:
-            st.warning(f"Reactivate {sku} · {p['name']}? It can be ordered and received again.")
-        c = st.columns(2)
-        if c[0].button(f"Yes, {verb.lower()} {sku}", key="products_toggle_confirm", type="primary"):
-            actions.run(
-                "products",
-                f"products_active_{sku}_{not p['active']}",
-                lambda key: catalog.set_product_active(
-                    db, ctx.tenant_id, ctx.actor, sku, not p["active"], key=key
-                ),
-                lambda r: f"{r['sku']} is now {'active' if r['active'] else 'inactive'}.",
-                confirmation="products_active",
-            )
-        if c[1].button("No, keep it as it is", key="products_toggle_keep"):
-            actions.close("products_active")
-            st.rerun()
+actions.toggle_active(
+    "products",
+    sku,
+    sku,
+    p["active"],
+    f"Deactivate {sku} · {p['name']}? It can no longer be ordered, received or transferred."
+    " Its stock, history and existing orders are kept, and you can reactivate it later."
+    if p["active"]
+    else f"Reactivate {sku} · {p['name']}? It can be ordered and received again.",
+    lambda key: catalog.set_product_active(db, ctx.tenant_id, ctx.actor, sku, not p["active"], key=key),
+    lambda r: f"{r['sku']} is now {'active' if r['active'] else 'inactive'}.",
+    confirm_label="Yes, {verb} " + sku,
+    keep_label="No, keep it as it is",
+)
