@@ -118,10 +118,6 @@ def derived_id(tenant_id: uuid.UUID, key: str, purpose: str) -> uuid.UUID:
     return uuid.uuid5(KEY_NAMESPACE, f"{tenant_id}:{key}:{purpose}")
 
 
-class Retry(OmsError):
-    """A handler saw the world change under it (a stock row, a stream version): run it again."""
-
-
 class Replay(Exception):
     """The key was seen before: roll back and return the first result."""
 
@@ -227,7 +223,6 @@ def execute(
         except Replay as replay:
             return replay.result
         except (
-            Retry,
             ConcurrencyError,
             pg_errors.UniqueViolation,
             pg_errors.SerializationFailure,
