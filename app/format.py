@@ -5,22 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-# ISO 4217 currencies without minor units (amounts are stored in minor units).
-ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "XAF", "XOF", "UGX", "PYG"})
-SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CHF": "CHF ", "CAD": "CA$", "AUD": "A$"}
-
-
-def money(minor: int | None, currency: str) -> str:
-    """12345 USD -> '$123.45'; -500 EUR -> '-€5.00'; 1200 JPY -> '¥1,200'."""
-    if minor is None:
-        return ""
-    currency = currency.strip().upper()
-    digits = 0 if currency in ZERO_DECIMAL else 2
-    amount = abs(minor) / (10**digits)
-    sign = "-" if minor < 0 else ""
-    symbol = SYMBOLS.get(currency)
-    text = f"{amount:,.{digits}f}"
-    return f"{sign}{symbol}{text}" if symbol else f"{sign}{text} {currency}"
+from core.money import SYMBOLS, ZERO_DECIMAL, money  # noqa: F401  (pages format money from here)
 
 
 def local_time(at: datetime | str | None, zone: ZoneInfo | str) -> str:

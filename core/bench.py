@@ -270,3 +270,93 @@ def cost(operations: int = 2000) -> dict:
         }
     db.close()
     return out
+
+
+# Queued email notifications, as the outbox fold would write them (the benchmark measures delivery,
+# not order intake, so a producer inserts them straight into the outbox at a steady rate).
+QUEUE_EMAILS = (
+    "INSERT INTO notifications (tenant_id, dedupe_key, topic, channel, recipient, context, created_at,"
+    " next_attempt_at)"
+    " SELECT oms_current_tenant(), %(prefix)s || n, 'order_paid', 'email', 'customer' || n || '@example.com',"
+    " jsonb_build_object('order_number', 1000 + n, 'total', 2599, 'currency', 'USD',"
+    " 'customer_name', 'Customer ' || n), clock_timestamp(), clock_timestamp()"
+    " FROM generate_series(%(first)s::int, %(last)s::int) AS n"
+)
+
+
+def worker(notifications: int = 20_000, workers: int = 2, rate: int = 2_000, batch: int = 200) -> dict:
+    """Deliver queued emails through a local SMTP server (aiosmtpd) with `workers` dispatch threads,
+    while a producer queues `notifications` of them at `rate` per second. Lag = arrival at the SMTP
+    server minus the moment the row was queued."""
+    import threading
+
+    from core.commands import CLI
+    from core.notifications import channels, dispatch
+    from core.notifications.smtp_sink import SmtpServer
+
+    db = Database(application_name="oms-bench", max_size=workers + 2)
+    tenant = tn.create_tenant(db, f"bench worker {uuid.uuid4().hex[:6]}")
+    sink = SmtpServer()
+    channels.set_channel(
+        db,
+        tenant.id,
+        CLI,
+        "email",
+        {"host": sink.host, "port": sink.port, "starttls": False, "sender": "bench@example.com"},
+    )
+    prefix = f"bench:{uuid.uuid4().hex[:8]}:"
+    produced = threading.Event()
+    created: dict[str, float] = {}
+
+    def produce() -> None:
+        step = max(1, rate // 10)  # ten inserts a second
+        start = time.perf_counter()
+        for first in range(0, notifications, step):
+            last = min(notifications, first + step) - 1
+            with db.tenant(tenant.id) as conn:
+                conn.execute(QUEUE_EMAILS, {"prefix": prefix, "first": first, "last": last})
+            now = time.time()
+            for n in range(first, last + 1):
+                created[f"{prefix}{n}"] = now
+            pause = start + (last + 1) / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        produced.set()
+
+    def deliver(name: str) -> None:
+        while True:
+            report = dispatch.process_notifications(db, name, 60.0, limit=batch, only=[tenant.id])
+            if not report.processed:
+                if produced.is_set() and dispatch.counts(db, tenant.id, CLI)["queued"] == 0:
+                    return
+                time.sleep(0.02)
+
+    started = time.time()
+    threads = [threading.Thread(target=produce)] + [
+        threading.Thread(target=deliver, args=(f"bench-{n}",)) for n in range(workers)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.time() - started
+    received = sink.arrivals("X-OMS-Dedupe-Key")
+    sink.close()
+    keys = {k for k, _ in received}
+    lags = sorted((at - created[k]) * 1000 for k, at in received if k in created)
+    counts = dispatch.counts(db, tenant.id, CLI)
+    db.close()
+    return {
+        "benchmark": "worker",
+        "notifications": notifications,
+        "workers": workers,
+        "offered_rate": rate,
+        "cores": os.cpu_count(),
+        "seconds": round(elapsed, 2),
+        "notifications_per_s": round(len(keys) / elapsed, 1),
+        "p50_delivery_lag_ms": round(_percentile(lags, 0.50), 1),
+        "p99_delivery_lag_ms": round(_percentile(lags, 0.99), 1),
+        "duplicates": len(received) - len(keys),
+        "dead": counts["dead"],
+        "lost": notifications - len(keys),
+    }

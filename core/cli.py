@@ -365,6 +365,20 @@ def bench_intake(
     print(json.dumps(bench.intake(clients=clients, seconds=seconds, hot_sku=hot_sku, skus=skus)))
 
 
+@bench_app.command("worker")
+@command
+def bench_worker(
+    notifications: Annotated[int, typer.Option(min=100, max=1_000_000)] = 20_000,
+    workers: Annotated[int, typer.Option(min=1, max=16)] = 2,
+    rate: Annotated[int, typer.Option(min=10, max=100_000, help="Notifications queued per second.")] = 2_000,
+    as_json: JsonOpt = True,
+) -> None:
+    """Deliver queued emails through a local SMTP server; print one JSON line last."""
+    from core import bench
+
+    print(json.dumps(bench.worker(notifications=notifications, workers=workers, rate=rate)))
+
+
 # ---------------------------------------------------------------------------------------------------
 # Catalog, stock, customers, orders, settings, demo. Every command goes through core functions as the
 # CLI operator (owner); text output shows money in the tenant's currency, JSON keeps minor units.

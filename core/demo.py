@@ -37,6 +37,7 @@ from core.db import Database
 from core.errors import ValidationError
 from core.orders import handlers as orders
 from core.orders.model import OutOfStock
+from core.payments import service as payments
 
 DEFAULT_ORDERS = 3000
 DEFAULT_SEED = 7
@@ -479,6 +480,24 @@ class _ShopRun:
             allocation_strategy=shop.allocation_strategy,
             reservation_minutes=shop.reservation_minutes,
             tax_rate_bp=shop.tax_rate_bp,
+        )
+        # A simulated card gateway with a backup, so charges, retries and failures show in the app.
+        payments.set_gateways(
+            db,
+            tid,
+            self.owner,
+            [
+                {
+                    "name": "cards",
+                    "kind": "simulated",
+                    "latency_ms": 80,
+                    "transient_rate": 0.15,
+                    "decline_rate": 0.05,
+                    "seed": 7,
+                },
+                {"name": "backup", "kind": "simulated", "latency_ms": 150, "transient_rate": 0.05, "seed": 1},
+            ],
+            key=self.key("gateways"),
         )
         for code, name, region, priority in shop.warehouses:
             catalog.add_warehouse(

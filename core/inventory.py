@@ -102,7 +102,9 @@ def _move(
     def handle(ctx: Context) -> dict:
         check(ctx)
         data = {**m.model_dump(), "at": when.isoformat()}
-        ctx.record(f"stock-{m.sku}", "stock", [(event_type, data)], None, STOCK)
+        from core.notifications.outbox import OUTBOX  # here: the outbox reads this module's STOCK changes
+
+        ctx.record(f"stock-{m.sku}", "stock", [(event_type, data)], None, STOCK, OUTBOX)
         return answer(ctx)
 
     # The command's name for its idempotency key: StockReceived -> "stock received".
@@ -341,8 +343,8 @@ class StockProjection(Projection):
                 ]
             case "OrderReserved":
                 return [(a["sku"], a["warehouse"], "reserve", 0, a["quantity"], "") for a in d["allocations"]]
-            case "OrderCancelled" | "ReservationExpired":
-                kind = "release" if event.event_type == "OrderCancelled" else "expire"
+            case "OrderCancelled" | "ReservationExpired" | "PaymentFailed":
+                kind = "expire" if event.event_type == "ReservationExpired" else "release"
                 return [(a["sku"], a["warehouse"], kind, 0, -a["quantity"], "") for a in d["released"]]
             case "OrderShipped":
                 return [

@@ -147,10 +147,14 @@ def registry() -> dict[str, Projection]:
     from core.catalog import CATALOG
     from core.customers import CUSTOMERS
     from core.inventory import STOCK
+    from core.notifications.templates import TEMPLATES
     from core.orders.projection import ORDERS
+    from core.payments.projection import PAYMENTS
     from core.tenants import USERS
 
-    return {p.name: p for p in (USERS, CATALOG, CUSTOMERS, STOCK, ORDERS, EventTypeCounts())}
+    return {
+        p.name: p for p in (USERS, CATALOG, CUSTOMERS, STOCK, ORDERS, PAYMENTS, TEMPLATES, EventTypeCounts())
+    }
 
 
 def fold(conn: psycopg.Connection, result: es.AppendResult, *inline: Projection) -> None:

@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     app_database_url: str | None = Field(None, alias="OMS_APP_DATABASE_URL")
     data_dir: Path = Field(PROJECT_ROOT / "data", alias="OMS_DATA_DIR")
     cookie_secret: SecretStr | None = Field(None, alias="OMS_COOKIE_SECRET")
+    # How long a worker holds a claimed payment or notification before another worker may take it over
+    # (a killed worker's work waits this long). Longer than the slowest gateway or SMTP answer.
+    worker_lease_seconds: float = Field(60.0, alias="OMS_WORKER_LEASE_SECONDS", gt=0, le=3600)
 
     def secret(self, name: str) -> str:
         """A secret from the data directory, generated (mode 0600) the first time it is asked for."""

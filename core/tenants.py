@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bcrypt
 from psycopg import errors as pg_errors
+from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
@@ -280,7 +281,32 @@ class UsersProjection(Projection):
 USERS = UsersProjection()
 
 
-SETTINGS_COLUMNS = ("allocation_strategy", "reservation_minutes", "tax_rate_bp")
+# Passwords and tokens of a tenant's gateways and channels: kept out of the event log.
+SAVE_SECRET = (
+    "INSERT INTO tenant_secrets (tenant_id, name, value, updated_at)"
+    " VALUES (oms_current_tenant(), %s, %s, now())"
+    " ON CONFLICT (tenant_id, name) DO UPDATE SET value = excluded.value, updated_at = now()"
+)
+SETTINGS_COLUMNS = (
+    "allocation_strategy",
+    "reservation_minutes",
+    "tax_rate_bp",
+    "payment_attempt_limit",
+    "payment_backoff_seconds",
+    "circuit_failures",
+    "circuit_reset_seconds",
+    "notification_attempt_limit",
+    "gateways",  # set by core.payments.service.set_gateways
+    "notification_channels",  # set by core.notifications.settings.set_channel
+)
+# The retry policies: (lowest, highest, what it is) for each.
+LIMITS = {
+    "payment_attempt_limit": (1, 10, "payment attempts"),
+    "payment_backoff_seconds": (1, 3600, "the first retry delay in seconds"),
+    "circuit_failures": (1, 100, "failures that open a gateway's circuit"),
+    "circuit_reset_seconds": (1, 86_400, "seconds an open circuit waits before a trial call"),
+    "notification_attempt_limit": (1, 20, "notification delivery attempts"),
+}
 
 
 ALLOCATION_STRATEGIES = ("priority", "most_available")
@@ -294,6 +320,11 @@ class SettingsChange(BaseModel):
     allocation_strategy: str | None = None
     reservation_minutes: int | None = Field(default=None, strict=True)
     tax_rate_bp: int | None = Field(default=None, strict=True)
+    payment_attempt_limit: int | None = Field(default=None, strict=True)
+    payment_backoff_seconds: int | None = Field(default=None, strict=True)
+    circuit_failures: int | None = Field(default=None, strict=True)
+    circuit_reset_seconds: int | None = Field(default=None, strict=True)
+    notification_attempt_limit: int | None = Field(default=None, strict=True)
 
     # Range checks with sentences a shop owner understands (the CLI and the app show them as they are).
     @field_validator("allocation_strategy")
@@ -319,6 +350,14 @@ class SettingsChange(BaseModel):
             raise ValueError("the tax rate must be from 0 to 10,000 basis points (0% to 100%)")
         return v
 
+    @field_validator(*LIMITS)
+    @classmethod
+    def _limits(cls, v: int | None, info) -> int | None:
+        low, high, what = LIMITS[info.field_name]
+        if v is not None and not low <= v <= high:
+            raise ValueError(f"{what} must be from {low:,} to {high:,}")
+        return v
+
 
 def get_settings(db: Database, tenant_id: object) -> dict:
     with db.tenant(tenant_id) as conn:
@@ -331,7 +370,8 @@ def get_settings(db: Database, tenant_id: object) -> dict:
 def change_settings(
     db: Database, tenant_id: object, actor, *, key: str | None = None, **changes: object
 ) -> dict:
-    """Change the tenant's order settings (allocation strategy, reservation time, tax rate)."""
+    """Change the tenant's order settings (allocation strategy, reservation time, tax rate) and
+    retry policies (payment attempts and backoff, circuit breaker, notification attempts)."""
     from core.commands import Context, execute, parse
 
     change = parse(SettingsChange, changes)
@@ -360,10 +400,8 @@ class SettingsProjection(Projection):
             return
         changed = [c for c in SETTINGS_COLUMNS if c in event.data]
         sets = ", ".join(f"{c} = %s" for c in changed)
-        conn.execute(
-            f"UPDATE tenant_settings SET {sets}, updated_at = %s",
-            [*(event.data[c] for c in changed), event.recorded_at],
-        )
+        values = [Jsonb(v) if isinstance(v, dict | list) else v for v in (event.data[c] for c in changed)]
+        conn.execute(f"UPDATE tenant_settings SET {sets}, updated_at = %s", [*values, event.recorded_at])
 
 
 SETTINGS = SettingsProjection()

@@ -15,9 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import chain, projections
+from core.batch import BatchReport
 from core.commands import SYSTEM
 from core.db import Database
+from core.notifications.dispatch import process_notifications
 from core.orders.handlers import expire_reservations
+from core.payments.service import process_payments
+from core.settings import get_settings
 from core.tenants import list_tenants
 
 BEAT = (
@@ -46,10 +50,22 @@ def expire_all(db: Database) -> int:
     return sum(len(expire_reservations(db, t.id, SYSTEM)) for t in list_tenants(db))
 
 
-JOBS: dict[str, tuple[Callable[[Database], int], float]] = {
-    # name: (work, seconds between runs)
-    "projections": (follow_projections, 0.5),
-    "reservation_expiry": (expire_all, 15.0),
+def charge_payments(db: Database, worker: str) -> BatchReport:
+    """One attempt on every due payment (claimed: each is processed by one worker)."""
+    return process_payments(db, worker, get_settings().worker_lease_seconds)
+
+
+def send_notifications(db: Database, worker: str) -> BatchReport:
+    """One batch of due notifications per tenant (claimed: each is sent by one worker)."""
+    return process_notifications(db, worker, get_settings().worker_lease_seconds)
+
+
+JOBS: dict[str, tuple[Callable[[Database, str], int | BatchReport], float]] = {
+    # name: (work(db, worker id), seconds between runs)
+    "projections": (lambda db, _worker: follow_projections(db), 0.5),
+    "reservation_expiry": (lambda db, _worker: expire_all(db), 15.0),
+    "payments": (charge_payments, 1.0),
+    "notifications": (send_notifications, 0.5),
 }
 
 

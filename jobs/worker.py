@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from core.batch import BatchReport
 from core.db import Database
 from core.workers import JOBS, Heartbeat
 
@@ -22,7 +23,11 @@ def run_job(heartbeat: Heartbeat, name: str) -> None:
     work, _ = JOBS[name]
     started, t0 = datetime.now(UTC), time.perf_counter()
     try:
-        processed, error = work(heartbeat.db), None
+        done, error = work(heartbeat.db, heartbeat.worker_id), None
+        if isinstance(done, BatchReport):  # the job ran; some items failed in ways an operator must see
+            processed, error = done.processed, "; ".join(done.problems)[:500] or None
+        else:
+            processed = done
     except Exception as exc:  # a failing job is reported in the heartbeat and tried again next tick
         log.exception("job %s failed", name)
         processed, error = None, f"{type(exc).__name__}: {exc}"[:500]

@@ -125,6 +125,11 @@ WRITTEN_TABLES = (
     "order_lines",
     "order_allocations",
     "shipments",
+    "payments",
+    "payment_attempts",
+    "notifications",
+    "notification_templates",
+    "tenant_secrets",
 )
 
 

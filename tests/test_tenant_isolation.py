@@ -19,7 +19,9 @@ from core import eventstore as es
 from core.commands import CLI
 from core.db import Database, app_url
 from core.errors import ValidationError
+from core.notifications import templates
 from core.orders.handlers import pay_order, place_order, ship_order
+from core.payments import service as payments
 from core.projections import EventTypeCounts
 
 TENANT_TABLES = """
@@ -80,6 +82,14 @@ def seed(db: Database, tenant: tenants.Tenant) -> None:
     order = place_order(db, tenant.id, CLI, customer_id=buyer, lines=[("MUG", 1)])
     pay_order(db, tenant.id, CLI, order["number"])
     ship_order(db, tenant.id, CLI, order["number"], carrier="DHL", tracking="T1")
+    # A charge the gateway declines: payments, attempts, circuits, secrets, and staff told in the app.
+    payments.set_gateways(
+        db, tenant.id, CLI, [{"name": "sim", "kind": "simulated", "decline_rate": 1.0}], tokens={"sim": "t0k"}
+    )
+    declined = place_order(db, tenant.id, CLI, customer_id=buyer, lines=[("MUG", 1)])
+    payments.request_payment(db, tenant.id, CLI, declined["order_id"])
+    payments.process_payments(db, "seed", 5.0, only=[tenant.id])
+    templates.set_template(db, tenant.id, CLI, "order_paid", subject="Paid", text="Paid", html="<p>Paid</p>")
     catch_up(db, tenant.id, EventTypeCounts())
     seal(db, tenant.id)
 

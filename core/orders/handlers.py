@@ -19,8 +19,10 @@ from core.customers import parse_id
 from core.db import Database
 from core.errors import NotFound, ValidationError
 from core.inventory import STOCK
+from core.notifications.outbox import OUTBOX
 from core.orders.model import CHANNELS, IllegalTransition, Order, OutOfStock, WarehouseStock, allocate
 from core.orders.projection import ORDERS
+from core.payments.projection import PAYMENTS
 
 MAX_LINES = 100
 MAX_LINE_UNITS = 10_000
@@ -41,6 +43,9 @@ PLACE_CONTEXT = (
     " s.allocation_strategy, s.reservation_minutes, s.tax_rate_bp, t.currency, oms_next_order_number()"
     " FROM tenant_settings s JOIN tenants t ON t.id = s.tenant_id"
 )
+# Every read model an order event changes, folded in the command's transaction; OUTBOX last, as it
+# reads the rows the others wrote (the order, the stock levels).
+ORDER_FOLDS = (ORDERS, STOCK, PAYMENTS, OUTBOX)
 ORDER_BY_NUMBER = "SELECT id FROM orders WHERE number = %s"
 EXPIRED = (
     "SELECT id FROM orders WHERE status = 'reserved' AND reserved_until <= %s"
@@ -162,7 +167,7 @@ def place_order(
         )
         # If another order took the stock since the read, the stock CHECK fails at commit and
         # execute() runs this handler again with fresh stock levels.
-        ctx.record(f"order-{order_id}", "order", events, 0, ORDERS, STOCK, correlation_id=uuid.UUID(order_id))
+        ctx.record(f"order-{order_id}", "order", events, 0, *ORDER_FOLDS, correlation_id=uuid.UUID(order_id))
         placed, outcome = events[0][1], events[1][1]
         return {
             "order_id": order_id,
@@ -180,7 +185,7 @@ def place_order(
     return result
 
 
-def _order_command(
+def order_command(
     db: Database,
     tenant_id: object,
     actor: Actor,
@@ -203,7 +208,7 @@ def _order_command(
             check(ctx.conn)
         order = Order.load(events)
         new = decide(order)
-        ctx.record(f"order-{oid}", "order", new, order.version, ORDERS, STOCK, correlation_id=uuid.UUID(oid))
+        record_order(ctx, oid, new, order.version)
         return {
             "order_id": oid,
             "number": order.number,
@@ -213,6 +218,12 @@ def _order_command(
 
     return execute(
         db, tenant_id, actor, action, key, handle, command=decide.__qualname__.split(".<locals>")[0]
+    )
+
+
+def record_order(ctx: Context, order_id: str, events: list, version: int) -> None:
+    ctx.record(
+        f"order-{order_id}", "order", events, version, *ORDER_FOLDS, correlation_id=uuid.UUID(order_id)
     )
 
 
@@ -257,7 +268,7 @@ def pay_order(
         text_field(reference, "reference", 200, required=False),
     )
     when = business_time(at)
-    return _order_command(
+    return order_command(
         db,
         tenant_id,
         actor,
@@ -289,7 +300,7 @@ def ship_order(
         },
     )
     when = business_time(at)
-    return _order_command(
+    return order_command(
         db,
         tenant_id,
         actor,
@@ -310,7 +321,7 @@ def deliver_order(
     at: datetime | None = None,
 ) -> dict:
     when = business_time(at)
-    return _order_command(db, tenant_id, actor, "orders.fulfil", order, key, lambda o: o.deliver(when))
+    return order_command(db, tenant_id, actor, "orders.fulfil", order, key, lambda o: o.deliver(when))
 
 
 def cancel_order(
@@ -325,7 +336,7 @@ def cancel_order(
 ) -> dict:
     reason = text_field(reason, "reason", 200, required=False)
     when = business_time(at)
-    return _order_command(db, tenant_id, actor, "orders.cancel", order, key, lambda o: o.cancel(reason, when))
+    return order_command(db, tenant_id, actor, "orders.cancel", order, key, lambda o: o.cancel(reason, when))
 
 
 def return_items(
@@ -355,7 +366,7 @@ def return_items(
         if not row or not row[0]:
             raise ValidationError(f"no active warehouse {code[:32]} to restock into")
 
-    return _order_command(
+    return order_command(
         db,
         tenant_id,
         actor,
@@ -377,7 +388,7 @@ def expire_order(
     key: str | None = None,
 ) -> dict:
     when = business_time(now)
-    return _order_command(
+    return order_command(
         db, tenant_id, actor, "orders.expire", order, key or f"expire:{order}", lambda o: o.expire(when)
     )
 

@@ -2,7 +2,9 @@
 
 placed -> reserved (or rejected) -> paid -> partially_shipped -> shipped -> delivered
 -> partially_refunded -> refunded; cancelled before shipment; expired when an unpaid reservation
-runs out. An action the current state does not allow is an IllegalTransition naming that state.
+runs out. Paying through the gateways goes reserved -> payment_pending -> paid, or -> payment_failed
+(reservations released) when the attempts run out; staff may retry, which reserves the stock again.
+An action the current state does not allow is an IllegalTransition naming that state.
 Every order event carries the status it leads to, so the read model never re-derives it.
 """
 
@@ -16,7 +18,8 @@ from core.errors import OmsError, ValidationError
 
 CHANNELS = ("web", "pos", "marketplace", "phone")
 OPEN_FOR_PAYMENT = ("reserved",)
-CANCELLABLE = ("placed", "reserved", "paid")
+# A pending gateway charge cannot be cancelled: its outcome is not known yet.
+CANCELLABLE = ("placed", "reserved", "paid", "payment_failed")
 SHIPPABLE = ("paid", "partially_shipped")
 RETURNABLE = ("delivered", "partially_refunded")
 
@@ -89,6 +92,8 @@ class Order:
     paid: int = 0
     refunded: int = 0
     reserved_until: datetime | None = None
+    payment_id: str | None = None  # the gateway charge in progress or last tried
+    customer_id: str | None = None
     lines: list[dict[str, Any]] = field(default_factory=list)
     allocations: list[dict[str, Any]] = field(default_factory=list)  # with "state"
 
@@ -105,6 +110,7 @@ class Order:
         match event_type:
             case "OrderPlaced":
                 self.id, self.number, self.lines = d["order_id"], d["number"], [dict(x) for x in d["lines"]]
+                self.customer_id = d["customer_id"]
                 self.total, self.subtotal, self.tax = d["total"], d["subtotal"], d["tax"]
                 for line in self.lines:
                     line.setdefault("returned", 0)
@@ -117,7 +123,9 @@ class Order:
                 for a in self.allocations:
                     if a["warehouse"] == d["warehouse"] and a["state"] == "reserved":
                         a["state"] = "shipped"
-            case "OrderCancelled" | "ReservationExpired":
+            case "PaymentRequested":
+                self.payment_id = d["payment_id"]
+            case "OrderCancelled" | "ReservationExpired" | "PaymentFailed":
                 for a in self.allocations:
                     if a["state"] == "reserved":
                         a["state"] = "released"
@@ -191,8 +199,14 @@ class Order:
             )
         return [("OrderPlaced", placed), outcome]
 
-    def pay(self, amount: int, method: str, reference: str, at: datetime) -> list[tuple[str, dict]]:
-        self._require(OPEN_FOR_PAYMENT, "paid")
+    def pay(
+        self, amount: int, method: str, reference: str, at: datetime, payment_id: str | None = None
+    ) -> list[tuple[str, dict]]:
+        """Record a payment: taken by hand (from reserved) or the gateway charge (payment_id) succeeded."""
+        if payment_id is None:
+            self._require(OPEN_FOR_PAYMENT, "paid")
+        else:
+            self._require_payment(payment_id, "paid")
         if amount != self.total:
             raise ValidationError(
                 f"order #{self.number} totals {self.total} minor units; a payment of {amount} does not match"
@@ -205,11 +219,118 @@ class Order:
                     "amount": amount,
                     "method": method,
                     "reference": reference,
+                    **({"payment_id": payment_id} if payment_id else {}),
                     "status": "paid",
                     "at": at.isoformat(),
                 },
             )
         ]
+
+    def request_payment(self, payment_id: str, at: datetime) -> list[tuple[str, dict]]:
+        """Hand the charge to the gateways; the reservation holds until the outcome is known."""
+        self._require(OPEN_FOR_PAYMENT, "charged")
+        return [
+            (
+                "PaymentRequested",
+                {
+                    "order_id": self.id,
+                    "payment_id": payment_id,
+                    "amount": self.total,
+                    "status": "payment_pending",
+                    "at": at.isoformat(),
+                },
+            )
+        ]
+
+    def _require_payment(self, payment_id: str, action: str) -> None:
+        self._require(("payment_pending",), action)
+        if payment_id != self.payment_id:
+            raise ValidationError(f"order #{self.number} is not being charged by payment {payment_id}")
+
+    def attempt_started(
+        self, payment_id: str, attempt: int, gateway: str, key: str, at: datetime
+    ) -> list[tuple[str, dict]]:
+        """An attempt's gateway and idempotency key, fixed before the gateway is called."""
+        self._require_payment(payment_id, "charged")
+        return [
+            (
+                "PaymentAttemptStarted",
+                {
+                    "order_id": self.id,
+                    "payment_id": payment_id,
+                    "attempt": attempt,
+                    "gateway": gateway,
+                    "idempotency_key": key,
+                    "status": "payment_pending",
+                    "at": at.isoformat(),
+                },
+            )
+        ]
+
+    def attempt_failed(
+        self,
+        payment_id: str,
+        attempt: int,
+        gateway: str,
+        outcome: str,
+        code: str,
+        message: str,
+        at: datetime,
+        next_attempt_at: datetime | None,
+        uncertain: bool = False,
+    ) -> list[tuple[str, dict]]:
+        """A declined or failed attempt. Without a next attempt the charge has failed: the
+        reservations are released. uncertain: the gateway may have acted (a timeout), so the
+        payment stays with that gateway and its idempotency key."""
+        self._require_payment(payment_id, "charged")
+        failed = {
+            "order_id": self.id,
+            "payment_id": payment_id,
+            "attempt": attempt,
+            "gateway": gateway,
+            "outcome": outcome,
+            "code": code,
+            "message": message,
+            "uncertain": uncertain,
+            "status": "payment_pending",
+            "at": at.isoformat(),
+        }
+        if next_attempt_at is not None:
+            failed["next_attempt_at"] = next_attempt_at.isoformat()
+            return [("PaymentAttemptFailed", failed)]
+        reason = f"declined by {gateway}: {code}" if outcome == "declined" else "every attempt failed"
+        return [
+            ("PaymentAttemptFailed", failed),
+            (
+                "PaymentFailed",
+                {
+                    "order_id": self.id,
+                    "payment_id": payment_id,
+                    "reason": reason,
+                    "released": self._reserved(),
+                    "status": "payment_failed",
+                    "at": at.isoformat(),
+                },
+            ),
+        ]
+
+    def retry_payment(
+        self, payment_id: str, allocations: list[dict[str, Any]], reserved_until: datetime, at: datetime
+    ) -> list[tuple[str, dict]]:
+        """Staff retry a failed charge: reserve the stock again, then charge again."""
+        self._require(("payment_failed",), "charged again")
+        reserved = (
+            "OrderReserved",
+            {
+                "order_id": self.id,
+                "allocations": allocations,
+                "reserved_until": reserved_until.isoformat(),
+                "status": "reserved",
+                "at": at.isoformat(),
+            },
+        )
+        self.status = "reserved"
+        return [reserved, *self.request_payment(payment_id, at)]
 
     def ship(
         self, warehouse: str | None, carrier: str, tracking: str, at: datetime

@@ -28,12 +28,17 @@ ALLOCATE = (
     "INSERT INTO order_allocations (tenant_id, order_id, sku, warehouse, quantity, state)"
     " SELECT oms_current_tenant(), %s, u.sku, u.warehouse, u.quantity, 'reserved'"
     " FROM jsonb_to_recordset(%s::jsonb) AS u (sku text, warehouse text, quantity int)"
+    # Reserved again after a failed payment released the same SKUs and warehouses.
+    " ON CONFLICT (tenant_id, order_id, sku, warehouse)"
+    " DO UPDATE SET quantity = excluded.quantity, state = 'reserved'"
 )
 # Each later event sets the status it leads to and, where it has one, its own timestamp column.
 STATUS = (
     "UPDATE orders SET status = %(status)s, updated_at = %(at)s, version = %(version)s,"
     " reserved_until = CASE WHEN %(type)s = 'OrderReserved' THEN %(reserved_until)s::timestamptz"
-    "                       WHEN %(type)s IN ('OrderCancelled', 'ReservationExpired', 'OrderPaid') THEN NULL"
+    "                       WHEN %(type)s IN ('OrderCancelled', 'ReservationExpired', 'OrderPaid',"
+    "                                         'PaymentFailed')"
+    "                       THEN NULL"
     "                       ELSE reserved_until END,"
     " paid_amount = paid_amount + %(paid)s, refunded_amount = refunded_amount + %(refunded)s,"
     " paid_at = CASE WHEN %(type)s = 'OrderPaid' THEN %(at)s ELSE paid_at END,"
@@ -75,7 +80,9 @@ class OrdersProjection(Projection):
     def apply(self, conn, event: es.RecordedEvent) -> None:
         d = event.data
         oid = d.get("order_id")
-        if not oid or not event.event_type.startswith(("Order", "Reservation", "Return", "Refund")):
+        if not oid or not event.event_type.startswith(
+            ("Order", "Reservation", "Return", "Refund", "Payment")
+        ):
             return
         if event.event_type == "OrderPlaced":
             self._place(conn, event, None)
@@ -84,7 +91,7 @@ class OrdersProjection(Projection):
         match event.event_type:
             case "OrderReserved":
                 self._allocate(conn, d)
-            case "OrderCancelled" | "ReservationExpired":
+            case "OrderCancelled" | "ReservationExpired" | "PaymentFailed":
                 conn.execute(RELEASE, [oid])
             case "OrderShipped":
                 conn.execute(SHIP, [oid, d["warehouse"]])

@@ -1,0 +1,1 @@
+"""Telling customers and staff what happened: the outbox, templates, channels and delivery."""

@@ -1,0 +1,1 @@
+"""Charging orders through payment gateways, with retries, failover and circuit breakers."""
