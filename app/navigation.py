@@ -28,6 +28,14 @@ PAGES = (
     PageSpec("pages/inventory.py", "Inventory", ":material/inventory_2:", "inventory", "stock.view"),
     PageSpec("pages/products.py", "Products", ":material/category:", "products", "catalog.view"),
     PageSpec("pages/customers.py", "Customers", ":material/groups:", "customers", "customers.view"),
+    PageSpec("pages/payments.py", "Payments", ":material/payments:", "payments", "payments.view"),
+    PageSpec(
+        "pages/notifications.py",
+        "Notifications",
+        ":material/notifications:",
+        "notifications",
+        "notifications.view",
+    ),
     PageSpec(
         "pages/tenants.py", "Tenants", ":material/storefront:", "tenants", roles=frozenset({PLATFORM_ADMIN})
     ),

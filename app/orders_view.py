@@ -167,6 +167,38 @@ def timeline_table(detail: dict[str, Any], zone: ZoneInfo) -> pd.DataFrame:
     )
 
 
+def attempts_table(attempts: list[dict[str, Any]], zone: ZoneInfo) -> pd.DataFrame:
+    """An order's gateway attempts, oldest first."""
+    return pd.DataFrame(
+        [
+            {
+                "Attempt": a["attempt"],
+                "Gateway": a["gateway"],
+                "Outcome": a["outcome"],
+                "Answer": " ".join(x for x in (a["code"], a["message"]) if x),
+                "Started": local_time(a["started_at"], zone),
+            }
+            for a in reversed(attempts)
+        ]
+    )
+
+
+def notifications_table(notifications: list[dict[str, Any]], zone: ZoneInfo) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "Created": local_time(n["created_at"], zone),
+                "Topic": n["topic"].replace("_", " "),
+                "Channel": n["channel"].replace("_", "-"),
+                "To": n["recipient"],
+                "Status": n["status"],
+                "Last error": n["last_error"] or "",
+            }
+            for n in notifications
+        ]
+    )
+
+
 def _words(event_type: str) -> str:
     """'OrderPlaced' -> 'Order placed'."""
     out = "".join(f" {c.lower()}" if c.isupper() and i else c for i, c in enumerate(event_type))
@@ -175,7 +207,8 @@ def _words(event_type: str) -> str:
 
 # What a person may do to an order in each state: (label, core permission).
 ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "reserved": (("pay", "orders.pay"), ("cancel", "orders.cancel")),
+    "reserved": (("pay", "orders.pay"), ("charge", "orders.pay"), ("cancel", "orders.cancel")),
+    "payment_failed": (("retry_payment", "orders.pay"), ("cancel", "orders.cancel")),
     "paid": (("ship", "orders.fulfil"), ("cancel", "orders.cancel")),
     "partially_shipped": (("ship", "orders.fulfil"),),
     "shipped": (("deliver", "orders.fulfil"),),

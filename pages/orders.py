@@ -7,9 +7,11 @@ from app.database import database
 from app.format import local_time, money
 from app.session import UNAVAILABLE, tenant_context
 from core.errors import OmsError
+from core.notifications import dispatch
 from core.orders import handlers
 from core.orders.model import CHANNELS
 from core.orders.queries import STATUSES, list_orders, order_detail
+from core.payments import service as payments
 
 ctx = tenant_context()
 db = database()
@@ -148,9 +150,13 @@ if actions:
     a = st.columns(4)
     if "pay" in actions and a[0].button(f"Record payment of {money(detail['total'], cur)}", key="order_pay"):
         _run("pay", handlers.pay_order)
+    if "charge" in actions and a[1].button("Charge through the gateways", key="order_charge"):
+        _run("charge", payments.request_payment)
+    if "retry_payment" in actions and a[0].button("Retry payment", key="order_retry_payment"):
+        _run("retry", payments.retry_payment)
     if "deliver" in actions and a[0].button("Mark delivered", key="order_deliver"):
         _run("deliver", handlers.deliver_order)
-    if "cancel" in actions and a[1].button("Cancel order…", key="order_cancel"):
+    if "cancel" in actions and a[2].button("Cancel order…", key="order_cancel"):
         st.session_state.orders_confirm_cancel = detail["id"]
     if "ship" in actions:
         with st.form("order_ship"):
@@ -176,7 +182,7 @@ if actions:
                 st.session_state.pop("orders_confirm_cancel", None)
                 st.rerun()
 
-tabs = st.tabs(["Lines", "Stock allocation", "Shipments", "Timeline"])
+tabs = st.tabs(["Lines", "Stock allocation", "Shipments", "Payments", "Notifications", "Timeline"])
 with tabs[0]:
     st.dataframe(view.lines_table(detail), hide_index=True, use_container_width=True)
     st.caption(
@@ -194,4 +200,18 @@ with tabs[2]:
     else:
         st.info("Nothing shipped yet. A paid order can be shipped with its carrier and tracking number.")
 with tabs[3]:
+    tries = payments.list_attempts(db, ctx.tenant_id, ctx.actor, order=detail["id"])
+    if tries:
+        st.dataframe(view.attempts_table(tries, ctx.zone), hide_index=True, use_container_width=True)
+    else:
+        st.info(
+            "No charge through the gateways yet. A reserved order can be charged, or its payment recorded."
+        )
+with tabs[4]:
+    sent = dispatch.list_notifications(db, ctx.tenant_id, ctx.actor, order=detail["id"])
+    if sent:
+        st.dataframe(view.notifications_table(sent, ctx.zone), hide_index=True, use_container_width=True)
+    else:
+        st.info("No notifications for this order: the customer's channels may be off or not set up.")
+with tabs[5]:
     st.dataframe(view.timeline_table(detail, ctx.zone), hide_index=True, use_container_width=True)

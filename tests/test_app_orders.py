@@ -7,7 +7,9 @@ from app_helpers import app, seed_shop, sign_in, texts, titles
 
 from app.format import money
 from app.orders_view import ViewState, from_params
+from core.commands import CLI
 from core.orders.queries import list_orders
+from core.payments import service as payments
 
 
 @pytest.fixture
@@ -121,3 +123,24 @@ def test_view_state_round_trips_through_the_url_and_ignores_junk():
     assert state.status == ("paid",) and state.channel == ("pos",) and state.page == 3
     assert from_params(state.to_params()) == state
     assert from_params({"from": "not a date", "page": "-2", "order": "x"}) == ViewState()
+
+
+def test_a_reserved_order_is_charged_through_the_gateways_and_a_failed_one_retried(db, shop):
+    payments.set_gateways(
+        db, shop.tenant.id, CLI, [{"name": "sim", "kind": "simulated", "decline_rate": 1.0}]
+    )
+    at = orders_page(shop, "clerk")
+    third = shop.orders[2]
+    at.number_input(key="orders_open").set_value(third["number"]).run()
+    at.button(key="order_charge").click().run()
+    assert f"Order #{third['number']} is now payment pending." in texts(at, "success")
+    assert not any(b.key == "order_cancel" for b in at.button)  # a pending charge cannot be cancelled
+
+    payments.process_payments(db, "test", 5.0, only=[shop.tenant.id])  # the worker: declined
+    at.number_input(key="orders_open").set_value(third["number"]).run()
+    assert f"Order #{third['number']} · payment failed" in [s.value for s in at.subheader]
+    frames = [d.value for d in at.dataframe]
+    assert any("Outcome" in f.columns and list(f["Outcome"]) == ["declined"] for f in frames)
+    assert any("Topic" in f.columns and "payment failed" in set(f["Topic"]) for f in frames)
+    at.button(key="order_retry_payment").click().run()
+    assert f"Order #{third['number']} is now payment pending." in texts(at, "success")

@@ -106,6 +106,7 @@ def test_a_platform_admin_signs_in_with_a_bare_username_and_sees_only_tenants(db
 
 
 SHOP_PAGES = ["Inventory", "Products", "Customers"]
+MONEY_PAGES = ["Payments", "Notifications"]
 
 
 @pytest.mark.parametrize(
@@ -113,10 +114,14 @@ SHOP_PAGES = ["Inventory", "Products", "Customers"]
     [
         (
             "owner",
-            ["Overview", "Orders", "New order", *SHOP_PAGES, "Settings", "System", "Account"],
+            ["Overview", "Orders", "New order", *SHOP_PAGES, *MONEY_PAGES, "Settings", "System", "Account"],
             "Overview",
         ),
-        ("manager", ["Overview", "Orders", "New order", *SHOP_PAGES, "System", "Account"], "Overview"),
+        (
+            "manager",
+            ["Overview", "Orders", "New order", *SHOP_PAGES, *MONEY_PAGES, "System", "Account"],
+            "Overview",
+        ),
         ("clerk", ["Overview", "Orders", "New order", *SHOP_PAGES, "Account"], "Overview"),
         ("analyst", ["Inventory", "Products", "Account"], "Account"),
     ],

@@ -18,6 +18,8 @@ from core.orders.model import CHANNELS
 STATUSES = (
     "reserved",
     "rejected",
+    "payment_pending",
+    "payment_failed",
     "paid",
     "partially_shipped",
     "shipped",
