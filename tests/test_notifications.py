@@ -96,6 +96,24 @@ def test_an_email_with_text_and_html_parts_reaches_the_smtp_server(db, owner, te
     assert send(db, tenant.id).processed == 0  # sent once
 
 
+def test_a_long_email_is_sent_with_crlf_line_ends(db, owner, tenant, smtp):
+    """SMTP reads bare LF as one line and refuses lines over 1,000 bytes: a long message must still go."""
+    channels.set_channel(db, tenant.id, CLI, "email", email_to(smtp))
+    long_text = "Hello {{ customer_name }},\n\n" + "Thank you for shopping with us. " * 80
+    templates.set_template(
+        db, tenant.id, CLI, "order_reserved", subject="Order received", text=long_text, html=long_text
+    )
+    customer = setup_shop(db, tenant.id)
+    place_order(db, tenant.id, CLI, customer_id=customer, lines=[("MUG", 1)])
+
+    report = send(db, tenant.id)
+
+    assert report.processed == 1 and not report.problems, report.problems
+    [mail] = [m for m in smtp.messages if m["Subject"] == "Order received" and tenant.name in m["From"]]
+    assert mail.get_body(("plain",)).get_content().count("Thank you for shopping") == 80
+    assert rows(owner, tenant.id)[0][3] == "sent"
+
+
 def test_shipping_tells_the_carrier_and_tracking_number(db, owner, tenant, smtp):
     channels.set_channel(db, tenant.id, CLI, "email", email_to(smtp))
     customer = setup_shop(db, tenant.id)
@@ -256,15 +274,21 @@ def test_two_workers_send_each_notification_once(db, owner, tenant, smtp):
     }
     assert len(keys) == 30
 
-    def work(worker: str) -> None:
-        for _ in range(3):
-            dispatch.process_notifications(db, worker, LEASE, limit=4, only=[tenant.id])
+    done: dict[str, int] = {"w1": 0, "w2": 0}
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in ("w1", "w2")]
+    def work(worker: str) -> None:
+        for _ in range(30):  # small batches until the outbox is empty for this worker
+            processed = dispatch.process_notifications(db, worker, LEASE, limit=4, only=[tenant.id]).processed
+            if not processed:
+                return
+            done[worker] += processed
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in done]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert sum(done.values()) == 30
     received = [m["X-OMS-Dedupe-Key"] for m in smtp.messages if m["X-OMS-Dedupe-Key"] in keys]
     assert sorted(received) == sorted(keys)  # every one, each once
     assert dispatch.counts(db, tenant.id, CLI) == {"queued": 0, "sent": 30, "dead": 0}

@@ -42,6 +42,15 @@ def outstanding(owner, tid) -> tuple[int, int]:
     ).fetchone()
 
 
+def stuck(owner, tid) -> list[tuple]:
+    """What is left undone, to say why in a failure."""
+    return owner.execute(
+        "SELECT topic, status, attempts, last_error, next_attempt_at - now(), lease_until - now(), leased_by"
+        " FROM notifications WHERE tenant_id = %s AND status <> 'sent' LIMIT 5",
+        [tid],
+    ).fetchall()
+
+
 @pytest.mark.timeout(240)
 def test_killing_the_worker_at_random_loses_nothing_and_charges_once(db, owner, tenant, owner_url):
     gateway, smtp = FakeGateway(slow=0.1), SmtpServer()
@@ -78,7 +87,7 @@ def test_killing_the_worker_at_random_loses_nothing_and_charges_once(db, owner, 
         procs.append(final)
         deadline = time.monotonic() + 120
         while outstanding(owner, tenant.id) != (0, 0):
-            assert time.monotonic() < deadline, f"still outstanding: {outstanding(owner, tenant.id)}"
+            assert time.monotonic() < deadline, (outstanding(owner, tenant.id), stuck(owner, tenant.id))
             time.sleep(0.5)
         while not owner.execute("SELECT 1 FROM worker_heartbeats WHERE pid = %s", [final.pid]).fetchone():
             time.sleep(0.2)  # SIGTERM is handled once the worker is up: it beats when it is

@@ -153,7 +153,8 @@ class Mailer:
         msg.attach(MIMEText(message.html, "html", "utf-8"))
         if self.smtp is None:
             self.smtp = self._connect()
-        self.smtp.sendmail(self.s["sender"], [recipient], msg.as_bytes())
+        # send_message writes CRLF line ends; raw bytes with bare LF read as one over-long line to SMTP.
+        self.smtp.send_message(msg, self.s["sender"], [recipient])
 
     def close(self) -> None:
         if self.smtp is not None:
