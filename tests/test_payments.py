@@ -438,8 +438,10 @@ def test_the_payments_read_model_rebuilds_equal(db, owner, tenant, gateway):
     payments.set_gateways(db, tenant.id, CLI, [http("main", gateway)])
     gateway.plan = ["5xx", "decline"]
     first = order_and_charge(db, tenant.id, customer)
-    order_and_charge(db, tenant.id, customer, qty=1)
-    run(db, tenant.id)
+    run(db, tenant.id)  # the first charge meets the 5xx and waits for its retry
+    second = order_and_charge(db, tenant.id, customer, qty=1)
+    run(db, tenant.id)  # the second meets the decline
+    assert state(owner, second["order_id"])["payment"] == "failed"
     wait_due(owner, first["order_id"])
     run(db, tenant.id)
 
