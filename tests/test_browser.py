@@ -94,11 +94,22 @@ def browser():
 
 
 def sign_in(page, url: str, login: str) -> None:
+    from playwright.sync_api import expect
+
     page.goto(url)
-    page.get_by_label("Login").first.fill(login)
-    page.get_by_label("Password").first.fill(PASSWORD)
+    # On a loaded machine the form can still be re-rendering when it first shows: fill it only once
+    # the button is there, and check the fields kept what was typed before submitting.
+    page.get_by_role("button", name="Sign in").wait_for(timeout=30_000)
+    for label, value in (("Login", login), ("Password", PASSWORD)):
+        field = page.get_by_label(label).first
+        field.fill(value)
+        expect(field).to_have_value(value)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_text("Signed in as").wait_for(timeout=20_000)
+    try:
+        page.get_by_text("Signed in as").wait_for(timeout=30_000)
+    except Exception:
+        shot(page, f"sign-in-failed-{login.split('@')[0]}")
+        raise
 
 
 def table_cells(page) -> list[str]:
