@@ -20,6 +20,7 @@ from core.commands import SYSTEM
 from core.db import Database
 from core.notifications.dispatch import process_notifications
 from core.orders.handlers import expire_reservations
+from core.payments.refunds import process_refunds
 from core.payments.service import process_payments
 from core.settings import get_settings
 from core.tenants import list_tenants
@@ -55,6 +56,11 @@ def charge_payments(db: Database, worker: str) -> BatchReport:
     return process_payments(db, worker, get_settings().worker_lease_seconds)
 
 
+def send_refunds(db: Database, worker: str) -> BatchReport:
+    """One attempt on every due refund (claimed: each is processed by one worker)."""
+    return process_refunds(db, worker, get_settings().worker_lease_seconds)
+
+
 def send_notifications(db: Database, worker: str) -> BatchReport:
     """One batch of due notifications per tenant (claimed: each is sent by one worker)."""
     return process_notifications(db, worker, get_settings().worker_lease_seconds)
@@ -65,6 +71,7 @@ JOBS: dict[str, tuple[Callable[[Database, str], int | BatchReport], float]] = {
     "projections": (lambda db, _worker: follow_projections(db), 0.5),
     "reservation_expiry": (lambda db, _worker: expire_all(db), 15.0),
     "payments": (charge_payments, 1.0),
+    "refunds": (send_refunds, 2.0),
     "notifications": (send_notifications, 0.5),
 }
 

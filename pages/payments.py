@@ -1,6 +1,6 @@
 """Payments: how charges through the shop's gateways are going. Counts by status, each gateway's
-circuit, the retry queue, failed charges (staff charge them again, after a confirmation) and the latest
-attempts with the gateways' answers."""
+circuit, the retry queue, failed charges (staff charge them again, after a confirmation), the latest
+attempts with the gateways' answers, and refunds going back through the gateways."""
 
 import pandas as pd
 import streamlit as st
@@ -10,6 +10,7 @@ from app.database import database
 from app.format import local_time, money
 from app.session import UNAVAILABLE, tenant_context
 from core.errors import OmsError
+from core.payments import refunds as refunds_service
 from core.payments import service as payments
 
 LIMIT = 1000
@@ -27,6 +28,7 @@ try:
     circuits = {c["gateway"]: c for c in payments.circuits(db, ctx.tenant_id, ctx.actor)}
     rows = payments.list_payments(db, ctx.tenant_id, ctx.actor, limit=LIMIT)
     tries = payments.list_attempts(db, ctx.tenant_id, ctx.actor, limit=200)
+    refunds = refunds_service.list_refunds(db, ctx.tenant_id, ctx.actor, limit=200)
 except OmsError as exc:
     st.error(str(exc))
     st.stop()
@@ -219,3 +221,34 @@ else:
         key="payments_attempts",
     )
     st.caption(f"The latest {len(shown)} attempts, newest first; times in {ctx.tenant.time_zone}.")
+
+# Refunds -----------------------------------------------------------------------------------------
+st.subheader("Refunds")
+if not refunds:
+    st.info("No refund through a gateway yet: cancelling a paid order or a return sends one back.")
+else:
+    if failed_refunds := [r for r in refunds if r["status"] == "failed"]:
+        st.warning(
+            f"{len(failed_refunds)} refund(s) the gateway would not pay back: settle them with the customer"
+            " by hand."
+        )
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Order": f"#{r['order_number']}",
+                    "Amount": _amount(r),
+                    "Gateway": r["gateway"],
+                    "Status": r["status"],
+                    "Attempts": r["attempts"],
+                    "Retries at": _when(r["next_attempt_at"]) if r["next_attempt_at"] else "",
+                    "Last error": r["last_error"] or "",
+                    "Issued": _when(r["created_at"]),
+                }
+                for r in refunds
+            ]
+        ),
+        hide_index=True,
+        width="stretch",
+        key="payments_refunds",
+    )

@@ -127,6 +127,7 @@ WRITTEN_TABLES = (
     "shipments",
     "payments",
     "payment_attempts",
+    "refunds",
     "notifications",
     "notification_templates",
     "tenant_secrets",

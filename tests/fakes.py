@@ -63,7 +63,8 @@ class FakeGateway(_Base):
     `plan` holds what the next authorize calls do: "ok", "decline", "5xx", "timeout" (answers after
     `slow` seconds, having charged) or "slow" (the same, but answered in time). A repeated key gets
     the first successful answer again and is not charged again. `captures` counts real captures per
-    idempotency key and `charged` per order reference: both must never exceed 1.
+    idempotency key and `charged` per order reference: both must never exceed 1. `refund_plan` does
+    the same for /refund calls, and `refunds` counts real refunds per capture id.
     """
 
     def __init__(self, slow: float = 1.5):
@@ -74,6 +75,8 @@ class FakeGateway(_Base):
         self.auth_reference: dict[str, str] = {}
         self.captures: Counter[str] = Counter()
         self.charged: Counter[str] = Counter()
+        self.refund_plan: list[str] = []  # the same steps, for the next refund calls
+        self.refunds: Counter[str] = Counter()  # real refunds per capture id: must never exceed 1
         super().__init__()
 
     def handle(self, path, headers, body):
@@ -82,7 +85,8 @@ class FakeGateway(_Base):
             self.calls.append((path, key))
             if key in self.answers:
                 return 200, self.answers[key]
-            step = self.plan.pop(0) if path == "/authorize" and self.plan else "ok"
+            plan = {"/authorize": self.plan, "/refund": self.refund_plan}.get(path)
+            step = plan.pop(0) if plan else "ok"
         if step == "5xx":
             return 503, {"message": "try later"}
         if step == "500":  # failed midway: the gateway may or may not have acted
@@ -103,6 +107,7 @@ class FakeGateway(_Base):
                 self.charged[self.auth_reference.get(body.get("authorization"), "?")] += 1
             else:
                 answer = {"id": f"ref-{len(self.answers)}"}
+                self.refunds[body.get("capture", "?")] += 1
             self.answers[key] = answer
         return 200, answer
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import pytest
 from app_helpers import app, seed_shop, sign_in, texts, titles
+from fakes import FakeGateway
 
 from app.navigation import page_specs
 from core import inventory, tenants
 from core.commands import CLI
 from core.errors import PermissionDenied
 from core.notifications import channels, dispatch
-from core.orders.handlers import place_order
+from core.orders.handlers import cancel_order, place_order
+from core.payments import refunds
 from core.payments import service as payments
 
 PAYMENTS = "pages/payments.py"
@@ -41,6 +43,7 @@ TABLES = {
     "channels": "Sends through",
     "outbox": "Sent / next try",
     "dead": "Error",
+    "refunds": "Retries at",
 }
 
 
@@ -213,3 +216,25 @@ def test_the_template_preview_renders_sample_data(shop):
     assert not at.exception
     assert "Subject: Order #1042 has shipped" in texts(at, "text")
     assert "Tracking number: 1Z999AA10123456784" in texts(at, "code")
+
+
+def test_a_refund_the_gateway_declines_is_shown_for_settling_by_hand(db, shop):
+    tid = shop.tenant.id
+    gateway = FakeGateway()
+    try:
+        payments.set_gateways(db, tid, CLI, [{"name": "main", "kind": "http", "url": gateway.url}])
+        order = shop.orders[1]
+        payments.request_payment(db, tid, CLI, order["order_id"])
+        assert not payments.process_payments(db, "test", LEASE, only=[tid]).problems
+        cancel_order(db, tid, CLI, order["order_id"])
+        gateway.refund_plan = ["decline"]
+        assert not refunds.process_refunds(db, "test", LEASE, only=[tid]).problems
+    finally:
+        gateway.close()
+
+    at = open_page(shop, "manager", PAYMENTS, "Payments")
+
+    table = frame(at, "refunds")
+    assert list(table["Order"]) == [f"#{order['number']}"] and list(table["Status"]) == ["failed"]
+    assert "insufficient_funds" in table["Last error"][0]
+    assert "settle them with the customer by hand" in texts(at, "warning")

@@ -15,8 +15,9 @@ from fakes import FakeGateway
 from core import catalog, customers, inventory, projections, tenants
 from core.commands import CLI, SYSTEM, Actor
 from core.errors import PermissionDenied, ValidationError
-from core.orders.handlers import expire_reservations, place_order
+from core.orders.handlers import cancel_order, expire_reservations, pay_order, place_order
 from core.orders.model import IllegalTransition
+from core.payments import refunds as refunds_service
 from core.payments import service as payments
 
 LEASE = 5.0
@@ -454,3 +455,125 @@ def test_the_payments_read_model_rebuilds_equal(db, owner, tenant, gateway):
     live = rows()
     projections.rebuild(db, tenant.id, projections.registry()["payments"])
     assert rows() == live and len(live[1]) == 3
+
+
+# --- refunds go back through the gateway that took the money ---------------------------------------------
+
+
+def refunds(owner, order_id) -> list[tuple]:
+    return owner.execute(
+        "SELECT status, gateway, amount, attempts, last_error, next_attempt_at FROM refunds"
+        " WHERE order_id = %s ORDER BY created_at",
+        [order_id],
+    ).fetchall()
+
+
+def paid_through(db, owner, tid, customer, gateway, qty: int = 2) -> dict:
+    payments.set_gateways(db, tid, CLI, [http("main", gateway)])
+    order = order_and_charge(db, tid, customer, qty)
+    run(db, tid)
+    assert state(owner, order["order_id"])["order"] == "paid"
+    return order
+
+
+def run_refunds(db, tid, worker: str = "test-worker") -> int:
+    report = refunds_service.process_refunds(db, worker, LEASE, only=[tid])
+    assert not report.problems, report.problems
+    return report.processed
+
+
+def test_cancelling_a_gateway_paid_order_refunds_it_at_that_gateway_once(db, owner, tenant, gateway):
+    customer = setup_shop(db, tenant.id)
+    order = paid_through(db, owner, tenant.id, customer, gateway)
+    total = owner.execute("SELECT total FROM orders WHERE id = %s", [order["order_id"]]).fetchone()[0]
+
+    cancel_order(db, tenant.id, CLI, order["order_id"], reason="changed my mind")
+    [(status, gw_name, amount, attempts, _, _)] = refunds(owner, order["order_id"])
+    assert (status, gw_name, amount, attempts) == ("pending", "main", total, 0)  # written with the cancel
+
+    assert run_refunds(db, tenant.id) == 1
+    [(status, _, _, attempts, error, _)] = refunds(owner, order["order_id"])
+    assert (status, attempts, error) == ("succeeded", 1, None)
+    [capture] = [c for c in gateway.captures]  # one capture, refunded exactly once
+    assert sum(gateway.refunds.values()) == 1
+    refund_calls = [k for p, k in gateway.calls if p == "/refund"]
+    assert len(refund_calls) == 1 and refund_calls[0].startswith("refund:") and capture
+    assert run_refunds(db, tenant.id) == 0  # nothing left to do
+    types = [
+        r[0]
+        for r in owner.execute(
+            "SELECT event_type FROM events WHERE tenant_id = %s AND stream_id = %s ORDER BY version",
+            [tenant.id, f"order-{order['order_id']}"],
+        )
+    ]
+    assert types[-3:] == ["OrderCancelled", "RefundIssued", "RefundSent"]
+
+
+def test_a_transient_refund_failure_is_retried_with_the_same_key_and_refunds_once(db, owner, tenant):
+    g = FakeGateway(slow=0.6)
+    try:
+        customer = setup_shop(db, tenant.id, payment_backoff_seconds=1)
+        payments.set_gateways(db, tenant.id, CLI, [http("main", g, timeout=0.3)])
+        order = order_and_charge(db, tenant.id, customer)
+        run(db, tenant.id)
+        cancel_order(db, tenant.id, CLI, order["order_id"])
+        g.refund_plan = ["timeout"]  # the gateway refunds, but the answer comes too late
+
+        run_refunds(db, tenant.id)
+        [(status, _, _, attempts, error, due)] = refunds(owner, order["order_id"])
+        assert (status, attempts) == ("pending", 1) and error and due is not None
+        time.sleep(max(0.0, (due - datetime.now(UTC)).total_seconds()) + 0.7)  # backoff; slow call done
+        run_refunds(db, tenant.id)
+
+        [(status, _, _, attempts, _, _)] = refunds(owner, order["order_id"])
+        assert (status, attempts) == ("succeeded", 2)
+        keys = [k for p, k in g.calls if p == "/refund"]
+        assert len(keys) == 2 and keys[0] == keys[1]  # the same idempotency key both times
+        assert sum(g.refunds.values()) == 1  # the money went back once
+    finally:
+        g.close()
+
+
+def test_a_declined_refund_is_not_retried_and_shows_its_error(db, owner, tenant, gateway):
+    customer = setup_shop(db, tenant.id)
+    order = paid_through(db, owner, tenant.id, customer, gateway)
+    cancel_order(db, tenant.id, CLI, order["order_id"])
+    gateway.refund_plan = ["decline"]
+
+    run_refunds(db, tenant.id)
+
+    [(status, _, _, attempts, error, due)] = refunds(owner, order["order_id"])
+    assert (status, attempts, due) == ("failed", 1, None) and "insufficient_funds" in error
+    assert run_refunds(db, tenant.id) == 0
+    [listed] = refunds_service.list_refunds(db, tenant.id, CLI, status="failed")
+    assert listed["order_number"] == order["number"] and "insufficient_funds" in listed["last_error"]
+    with pytest.raises(PermissionDenied):
+        refunds_service.list_refunds(db, tenant.id, Actor("cleo", "clerk"))
+
+
+def test_an_order_paid_by_hand_is_refunded_by_hand(db, owner, tenant):
+    customer = setup_shop(db, tenant.id)
+    order = place_order(db, tenant.id, CLI, customer_id=customer, lines=[("MUG", 1)])
+    pay_order(db, tenant.id, CLI, order["order_id"])
+    cancel_order(db, tenant.id, CLI, order["order_id"])
+    assert refunds(owner, order["order_id"]) == []  # no gateway holds that money
+
+
+def test_refunds_rebuild_equal_and_stay_in_their_tenant(db, owner, tenant, other_tenant, gateway):
+    customer = setup_shop(db, tenant.id, payment_backoff_seconds=1)
+    first = paid_through(db, owner, tenant.id, customer, gateway)
+    second = order_and_charge(db, tenant.id, customer, qty=1)
+    run(db, tenant.id)
+    gateway.refund_plan = ["5xx"]
+    cancel_order(db, tenant.id, CLI, first["order_id"])
+    cancel_order(db, tenant.id, CLI, second["order_id"])
+    run_refunds(db, tenant.id)
+
+    def rows():
+        return owner.execute("SELECT * FROM refunds WHERE tenant_id = %s ORDER BY id", [tenant.id]).fetchall()
+
+    live = rows()
+    assert sorted(r[9] for r in live) == ["pending", "succeeded"]  # one met the 5xx
+    projections.rebuild(db, tenant.id, projections.registry()["payments"])
+    assert rows() == live
+    assert refunds_service.list_refunds(db, other_tenant.id, CLI) == []

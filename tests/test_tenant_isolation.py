@@ -20,7 +20,7 @@ from core.commands import CLI
 from core.db import Database, app_url
 from core.errors import ValidationError
 from core.notifications import templates
-from core.orders.handlers import pay_order, place_order, ship_order
+from core.orders.handlers import cancel_order, pay_order, place_order, ship_order
 from core.payments import service as payments
 from core.projections import EventTypeCounts
 
@@ -89,6 +89,12 @@ def seed(db: Database, tenant: tenants.Tenant) -> None:
     declined = place_order(db, tenant.id, CLI, customer_id=buyer, lines=[("MUG", 1)])
     payments.request_payment(db, tenant.id, CLI, declined["order_id"])
     payments.process_payments(db, "seed", 5.0, only=[tenant.id])
+    # A charge that goes through and is cancelled: a refund to send back through the gateway.
+    payments.set_gateways(db, tenant.id, CLI, [{"name": "sim", "kind": "simulated"}])
+    refunded = place_order(db, tenant.id, CLI, customer_id=buyer, lines=[("MUG", 1)])
+    payments.request_payment(db, tenant.id, CLI, refunded["order_id"])
+    payments.process_payments(db, "seed", 5.0, only=[tenant.id])
+    cancel_order(db, tenant.id, CLI, refunded["order_id"])
     templates.set_template(db, tenant.id, CLI, "order_paid", subject="Paid", text="Paid", html="<p>Paid</p>")
     catch_up(db, tenant.id, EventTypeCounts())
     seal(db, tenant.id)

@@ -267,6 +267,32 @@ class Order:
             )
         ]
 
+    def refund_sent(
+        self, refund_id: str, attempt: int, gateway: str, reference: str, at: datetime
+    ) -> list[tuple[str, dict]]:
+        """The gateway paid a refund back. The order keeps its status: that changed when the refund
+        was issued."""
+        data = {"order_id": self.id, "refund_id": refund_id, "attempt": attempt, "gateway": gateway}
+        data["status"] = self.status
+        return [("RefundSent", {**data, "reference": reference, "at": at.isoformat()})]
+
+    def refund_attempt_failed(
+        self,
+        refund_id: str,
+        attempt: int,
+        gateway: str,
+        code: str,
+        message: str,
+        at: datetime,
+        next_attempt_at: datetime | None,
+    ) -> list[tuple[str, dict]]:
+        """A refund the gateway did not pay back; without a next attempt it is left to the staff."""
+        data = {"order_id": self.id, "refund_id": refund_id, "attempt": attempt, "gateway": gateway}
+        data |= {"status": self.status, "code": code, "message": message, "at": at.isoformat()}
+        if next_attempt_at is not None:
+            data["next_attempt_at"] = next_attempt_at.isoformat()
+        return [("RefundAttemptFailed", data)]
+
     def attempt_failed(
         self,
         payment_id: str,

@@ -1,4 +1,4 @@
-"""The payments read model (payments, payment_attempts), folded inline from the order's payment events.
+"""The payments read model (payments, payment_attempts, refunds), folded inline from order events.
 
 The worker's lease on a payment (lease_until, leased_by) is not an event: the claim sets it and the
 attempt's outcome clears it, so an idle payment looks the same live and rebuilt.
@@ -45,16 +45,49 @@ SUCCEEDED = (
 )
 
 
+# A refund of an order paid through a gateway goes back through that gateway, against its capture.
+REFUND_ISSUED = (
+    "INSERT INTO refunds (tenant_id, id, order_id, order_number, payment_id, gateway, capture, amount,"
+    " currency, status, next_attempt_at, created_at, updated_at)"
+    " SELECT oms_current_tenant(), %(refund_id)s, p.order_id, p.order_number, p.id, p.gateway, p.reference,"
+    " %(amount)s, p.currency, 'pending', %(at)s, %(at)s, %(at)s FROM payments p"
+    " WHERE p.order_id = %(order_id)s AND p.status = 'succeeded' AND p.gateway IS NOT NULL"
+    " ORDER BY p.updated_at DESC LIMIT 1"
+)
+REFUND_SENT = (
+    "UPDATE refunds SET status = 'succeeded', attempts = %(attempt)s, reference = %(reference)s,"
+    " next_attempt_at = NULL, last_error = NULL, lease_until = NULL, leased_by = NULL, updated_at = %(at)s"
+    " WHERE id = %(refund_id)s"
+)
+REFUND_ATTEMPT_FAILED = (
+    "UPDATE refunds SET attempts = %(attempt)s, last_error = %(error)s,"
+    " next_attempt_at = %(next_attempt_at)s::timestamptz,"
+    " status = CASE WHEN %(next_attempt_at)s::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,"
+    " lease_until = NULL, leased_by = NULL, updated_at = %(at)s WHERE id = %(refund_id)s"
+)
+
+
 class PaymentsProjection(Projection):
     name = "payments"
-    tables = ("payments", "payment_attempts")
+    tables = ("payments", "payment_attempts", "refunds")
     kind = "inline"
 
     def apply(self, conn, event: es.RecordedEvent) -> None:
         d = event.data
+        params = {**d, "at": d.get("at") or event.recorded_at}
+        match event.event_type:
+            case "RefundIssued":  # the refund's id is its event's: one refund per decision
+                conn.execute(REFUND_ISSUED, {**params, "refund_id": event.event_id})
+            case "RefundSent":
+                conn.execute(REFUND_SENT, params)
+            case "RefundAttemptFailed":
+                error = f"{d['gateway']}: {d['code']} {d['message']}".strip()
+                conn.execute(
+                    REFUND_ATTEMPT_FAILED,
+                    {**params, "next_attempt_at": d.get("next_attempt_at"), "error": error[:500]},
+                )
         if "payment_id" not in d:
             return
-        params = {**d, "at": d.get("at") or event.recorded_at}
         match event.event_type:
             case "PaymentRequested":
                 conn.execute(REQUESTED, params)
