@@ -212,6 +212,8 @@ ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "paid": (("ship", "orders.fulfil"), ("cancel", "orders.cancel")),
     "partially_shipped": (("ship", "orders.fulfil"),),
     "shipped": (("deliver", "orders.fulfil"),),
+    "delivered": (("return", "orders.return"),),
+    "partially_refunded": (("return", "orders.return"),),
 }
 
 

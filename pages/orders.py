@@ -6,6 +6,7 @@ from app import orders_view as view
 from app.database import database
 from app.format import local_time, money
 from app.session import UNAVAILABLE, tenant_context
+from core import catalog
 from core.errors import OmsError
 from core.notifications import dispatch
 from core.orders import handlers
@@ -165,6 +166,31 @@ if actions:
             tracking = s[1].text_input("Tracking number", key="ship_tracking")
             if st.form_submit_button("Ship"):
                 _run("ship", handlers.ship_order, carrier=carrier, tracking=tracking)
+    if "return" in actions:
+        returnable = [x for x in detail["lines"] if x["quantity"] > x["returned_quantity"]]
+        warehouses = [w["code"] for w in catalog.list_warehouses(db, ctx.tenant_id, ctx.actor) if w["active"]]
+        with st.form("order_return"):
+            st.markdown("**Return items** — the units go back into stock and are refunded")
+            wanted = {
+                x["line_no"]: st.number_input(
+                    f"{x['sku']} · {x['name']} (up to {x['quantity'] - x['returned_quantity']})",
+                    min_value=0,
+                    max_value=x["quantity"] - x["returned_quantity"],
+                    step=1,
+                    key=f"return_qty_{x['line_no']}",
+                )
+                for x in returnable
+            }
+            into = st.selectbox("Restock into", warehouses, key="return_warehouse")
+            sure = st.checkbox("The items are back: refund them to the customer", key="return_sure")
+            if st.form_submit_button("Take back and refund"):
+                items = {line: int(q) for line, q in wanted.items() if q}
+                if not items:
+                    st.error("Choose how many units of at least one line come back.")
+                elif not sure:
+                    st.error("Tick the box to confirm the items are back before refunding them.")
+                else:
+                    _run("return", handlers.return_items, items=items, warehouse=into)
     if st.session_state.get("orders_confirm_cancel") == detail["id"]:
         with st.container(border=True):
             st.warning(

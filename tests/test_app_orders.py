@@ -8,6 +8,7 @@ from app_helpers import app, seed_shop, sign_in, texts, titles
 from app.format import money
 from app.orders_view import ViewState, from_params
 from core.commands import CLI
+from core.orders import handlers
 from core.orders.queries import list_orders
 from core.payments import service as payments
 
@@ -144,3 +145,41 @@ def test_a_reserved_order_is_charged_through_the_gateways_and_a_failed_one_retri
     assert any("Topic" in f.columns and "payment failed" in set(f["Topic"]) for f in frames)
     at.button(key="order_retry_payment").click().run()
     assert f"Order #{third['number']} is now payment pending." in texts(at, "success")
+
+
+def submit_return(at) -> None:
+    next(b for b in at.button if b.label == "Take back and refund").click().run()
+
+
+def test_a_delivered_order_takes_back_returned_units_and_refunds_them(db, owner, shop):
+    first = shop.orders[0]  # the paid one: one RED
+    handlers.ship_order(db, shop.tenant.id, CLI, first["order_id"], carrier="UPS", tracking="1Z")
+    handlers.deliver_order(db, shop.tenant.id, CLI, first["order_id"])
+
+    def on_hand() -> int:
+        return owner.execute(
+            "SELECT sum(on_hand) FROM stock WHERE tenant_id = %s", [shop.tenant.id]
+        ).fetchone()[0]
+
+    before = on_hand()
+    at = orders_page(shop, "clerk")
+    at.number_input(key="orders_open").set_value(first["number"]).run()
+    assert not at.exception
+
+    submit_return(at)  # nothing chosen: a message, nothing written
+    assert "at least one line" in texts(at, "error")
+    at.number_input(key="return_qty_1").set_value(1)
+    submit_return(at)
+    assert "Tick the box" in texts(at, "error")  # the confirmation is required
+    assert on_hand() == before
+
+    at.number_input(key="return_qty_1").set_value(1)
+    at.checkbox(key="return_sure").check()
+    submit_return(at)
+    assert not at.exception
+    assert f"Order #{first['number']} is now refunded." in texts(at, "success")
+    status, refunded, paid = owner.execute(
+        "SELECT status, refunded_amount, paid_amount FROM orders WHERE id = %s", [first["order_id"]]
+    ).fetchone()
+    assert (status, refunded) == ("refunded", paid)
+    assert on_hand() == before + 1
