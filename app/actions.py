@@ -92,3 +92,20 @@ def toggle_active(
         if c[1].button(keep_label, key=f"{page}_toggle_keep"):
             close(name)
             st.rerun()
+
+
+def run_each(
+    targets: list[Any], call: Callable[[Any], dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """A bulk action: call(target) for each target on its own, so one refusal does not stop the rest.
+    Returns the results and, for each refusal, core's sentence (prefixed by the caller's call)."""
+    done, refused = [], []
+    for target in targets:
+        try:
+            done.append(call(target))
+        except OmsError as exc:
+            refused.append(f"{target}: {exc}")
+        except UNAVAILABLE:
+            refused.append(f"{target}: {DB_DOWN}")
+            break
+    return done, refused

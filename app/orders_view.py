@@ -217,5 +217,23 @@ ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+def tracking_lines(text: str, shippable: list[int]) -> tuple[dict[int, str], str]:
+    """'1001 1Z999' lines -> {1001: '1Z999'}, or the first line that is not an order of the page that can
+    be shipped, followed by a tracking number."""
+    pairs: dict[int, str] = {}
+    for n, line in enumerate((text or "").splitlines(), 1):
+        if not line.strip():
+            continue
+        number, _, tracking = line.strip().lstrip("#").partition(" ")
+        if not number.isdigit() or int(number) not in shippable:
+            return {}, f"line {n}: {number[:20]!r} is not an order on this page that can be shipped"
+        if not tracking.strip():
+            return {}, f"line {n}: order #{number} needs a tracking number after it"
+        if int(number) in pairs:
+            return {}, f"line {n}: order #{number} is listed twice"
+        pairs[int(number)] = tracking.strip()
+    return pairs, ""
+
+
 def actions_for(status: str, can) -> list[str]:
     return [name for name, permission in ACTIONS.get(status, ()) if can(permission)]

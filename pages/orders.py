@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app import actions
 from app import orders_view as view
 from app.database import database
 from app.format import local_time, money
@@ -10,7 +11,7 @@ from core import catalog
 from core.errors import OmsError
 from core.notifications import dispatch
 from core.orders import handlers
-from core.orders.model import CHANNELS
+from core.orders.model import CANCELLABLE, CHANNELS, SHIPPABLE
 from core.orders.queries import STATUSES, list_orders, order_detail
 from core.payments import service as payments
 
@@ -66,6 +67,82 @@ except UNAVAILABLE:
     st.error("The database is not reachable; reload the page in a moment.")
     st.stop()
 
+
+def _bulk_actions(rows: list[dict]) -> None:
+    """Cancel or ship several orders of this page at once; each is its own command, checked by core."""
+    cancellable = [r["number"] for r in rows if r["status"] in CANCELLABLE]
+    shippable = [r["number"] for r in rows if r["status"] in SHIPPABLE]
+    can_cancel, can_ship = ctx.actor.can("orders.cancel"), ctx.actor.can("orders.fulfil")
+    if not ((can_cancel and cancellable) or (can_ship and shippable)):
+        return
+    with st.expander("Bulk actions on this page"):
+        if flash := st.session_state.pop("orders_bulk_flash", None):
+            (st.warning if flash[1] else st.success)(flash[0] + "".join(f"\n- {r}" for r in flash[1]))
+        if can_cancel and cancellable:
+            chosen = st.multiselect(
+                "Orders to cancel", cancellable, format_func=lambda n: f"#{n}", key="bulk_cancel"
+            )
+            if chosen and st.button(f"Cancel {len(chosen)} order(s)…", key="bulk_cancel_ask"):
+                actions.ask("orders_bulk_cancel", tuple(chosen))
+            if chosen and actions.asked("orders_bulk_cancel") == tuple(chosen):
+                st.warning(
+                    f"Cancel {', '.join(f'#{n}' for n in chosen)}? Their stock is released and what was paid"
+                    " is refunded. This cannot be undone."
+                )
+                c = st.columns(2)
+                if c[0].button("Yes, cancel them", key="bulk_cancel_confirm", type="primary"):
+                    batch = actions.draft_key("bulk_cancel")
+                    done, refused = actions.run_each(
+                        chosen,
+                        lambda n: handlers.cancel_order(
+                            db, ctx.tenant_id, ctx.actor, n, reason="bulk cancel", key=f"{batch}:{n}"
+                        ),
+                    )
+                    _bulk_done("cancelled", done, refused, "orders_bulk_cancel")
+                if c[1].button("Keep them", key="bulk_cancel_keep"):
+                    actions.close("orders_bulk_cancel")
+                    st.rerun()
+        if can_ship and shippable:
+            with st.form("bulk_ship"):
+                carrier = st.text_input("Carrier", key="bulk_ship_carrier")
+                listing = st.text_area(
+                    "Tracking numbers, one line per order: order number, then its tracking number",
+                    placeholder="\n".join(f"{n} TRACKING-{n}" for n in shippable[:2]),
+                    key="bulk_ship_tracking",
+                )
+                if st.form_submit_button("Ship these orders"):
+                    pairs, bad = view.tracking_lines(listing, shippable)
+                    if bad or not pairs:
+                        st.error(bad or "Give at least one line: an order number, then its tracking number.")
+                    else:
+                        batch = actions.draft_key("bulk_ship")
+                        done, refused = actions.run_each(
+                            list(pairs),
+                            lambda n: handlers.ship_order(
+                                db,
+                                ctx.tenant_id,
+                                ctx.actor,
+                                n,
+                                carrier=carrier,
+                                tracking=pairs[n],
+                                key=f"{batch}:{n}",
+                            ),
+                        )
+                        _bulk_done("shipped", done, refused, None)
+
+
+def _bulk_done(verb: str, done: list[dict], refused: list[str], confirmation: str | None) -> None:
+    for form in ("bulk_cancel", "bulk_ship"):
+        st.session_state.pop(f"{form}_idem", None)
+    if confirmation:
+        actions.close(confirmation)
+    st.session_state.orders_bulk_flash = (
+        f"{len(done)} order(s) {verb}" + (f", {len(refused)} refused:" if refused else "."),
+        refused,
+    )
+    st.rerun()
+
+
 if not page.rows:
     if state.filtered():
         st.info("No order matches these filters. Change or clear them to see more orders.")
@@ -86,6 +163,7 @@ else:
         key="orders_table",
     )
     rows = picked.selection.rows if picked is not None and hasattr(picked, "selection") else []
+    _bulk_actions(page.rows)
     if rows and page.rows[rows[0]]["number"] != st.session_state.get("orders_picked"):
         st.session_state.orders_picked = page.rows[rows[0]]["number"]
         st.session_state.orders_open = page.rows[rows[0]]["number"]
@@ -131,7 +209,7 @@ if flash := st.session_state.pop("orders_flash", None):
     st.success(flash)
 
 # Actions the state allows and the role may take; core checks both again.
-actions = view.actions_for(detail["status"], ctx.actor.can)
+allowed = view.actions_for(detail["status"], ctx.actor.can)
 
 
 def _run(label: str, command, **kwargs) -> None:
@@ -147,26 +225,26 @@ def _run(label: str, command, **kwargs) -> None:
     st.rerun()
 
 
-if actions:
+if allowed:
     a = st.columns(4)
-    if "pay" in actions and a[0].button(f"Record payment of {money(detail['total'], cur)}", key="order_pay"):
+    if "pay" in allowed and a[0].button(f"Record payment of {money(detail['total'], cur)}", key="order_pay"):
         _run("pay", handlers.pay_order)
-    if "charge" in actions and a[1].button("Charge through the gateways", key="order_charge"):
+    if "charge" in allowed and a[1].button("Charge through the gateways", key="order_charge"):
         _run("charge", payments.request_payment)
-    if "retry_payment" in actions and a[0].button("Retry payment", key="order_retry_payment"):
+    if "retry_payment" in allowed and a[0].button("Retry payment", key="order_retry_payment"):
         _run("retry", payments.retry_payment)
-    if "deliver" in actions and a[0].button("Mark delivered", key="order_deliver"):
+    if "deliver" in allowed and a[0].button("Mark delivered", key="order_deliver"):
         _run("deliver", handlers.deliver_order)
-    if "cancel" in actions and a[2].button("Cancel order…", key="order_cancel"):
+    if "cancel" in allowed and a[2].button("Cancel order…", key="order_cancel"):
         st.session_state.orders_confirm_cancel = detail["id"]
-    if "ship" in actions:
+    if "ship" in allowed:
         with st.form("order_ship"):
             s = st.columns(2)
             carrier = s[0].text_input("Carrier", key="ship_carrier")
             tracking = s[1].text_input("Tracking number", key="ship_tracking")
             if st.form_submit_button("Ship"):
                 _run("ship", handlers.ship_order, carrier=carrier, tracking=tracking)
-    if "return" in actions:
+    if "return" in allowed:
         returnable = [x for x in detail["lines"] if x["quantity"] > x["returned_quantity"]]
         warehouses = [w["code"] for w in catalog.list_warehouses(db, ctx.tenant_id, ctx.actor) if w["active"]]
         with st.form("order_return"):

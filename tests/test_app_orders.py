@@ -9,7 +9,7 @@ from app.format import money
 from app.orders_view import ViewState, from_params
 from core.commands import CLI
 from core.orders import handlers
-from core.orders.queries import list_orders
+from core.orders.queries import list_orders, order_detail
 from core.payments import service as payments
 
 
@@ -183,3 +183,44 @@ def test_a_delivered_order_takes_back_returned_units_and_refunds_them(db, owner,
     ).fetchone()
     assert (status, refunded) == ("refunded", paid)
     assert on_hand() == before + 1
+
+
+def test_bulk_cancel_asks_first_then_cancels_each_chosen_order(db, owner, shop):
+    reserved = [shop.orders[1]["number"], shop.orders[2]["number"]]
+    at = orders_page(shop, "manager")
+    at.multiselect(key="bulk_cancel").select(reserved[0]).select(reserved[1]).run()
+    at.button(key="bulk_cancel_ask").click().run()
+    assert "This cannot be undone" in texts(at, "warning")
+    at.button(key="bulk_cancel_keep").click().run()  # kept: nothing changed
+    assert {r["status"] for r in list_orders(db, shop.tenant.id, CLI).rows if r["number"] in reserved} == {
+        "reserved"
+    }
+
+    at.button(key="bulk_cancel_ask").click().run()
+    at.button(key="bulk_cancel_confirm").click().run()
+    assert not at.exception
+    assert "2 order(s) cancelled." in texts(at, "success")
+    statuses = {r["number"]: r["status"] for r in list_orders(db, shop.tenant.id, CLI).rows}
+    assert [statuses[n] for n in reserved] == ["cancelled", "cancelled"]
+    held = owner.execute("SELECT sum(reserved) FROM stock WHERE tenant_id = %s", [shop.tenant.id]).fetchone()[
+        0
+    ]
+    assert held == 1  # only the paid order's unit is still held
+
+
+def test_bulk_ship_takes_a_tracking_number_per_order_and_refuses_a_bad_line(db, shop):
+    paid = shop.orders[0]["number"]
+    at = orders_page(shop, "clerk")
+    at.text_input(key="bulk_ship_carrier").input("UPS")
+    at.text_area(key="bulk_ship_tracking").input(f"{shop.orders[1]['number']} 1Z-WRONG")  # not paid
+    next(b for b in at.button if b.label == "Ship these orders").click().run()
+    assert "is not an order on this page that can be shipped" in texts(at, "error")
+    assert order_detail(db, shop.tenant.id, CLI, paid)["status"] == "paid"
+
+    at.text_area(key="bulk_ship_tracking").input(f"#{paid} 1Z-BULK-1")
+    next(b for b in at.button if b.label == "Ship these orders").click().run()
+    assert not at.exception
+    assert "1 order(s) shipped." in texts(at, "success")
+    detail = order_detail(db, shop.tenant.id, CLI, paid)
+    assert detail["status"] == "shipped"
+    assert [(s["carrier"], s["tracking"]) for s in detail["shipments"]] == [("UPS", "1Z-BULK-1")]
