@@ -33,23 +33,28 @@ HASH_BEFORE = "SELECT hash FROM event_chain WHERE seq = %s"
 HEAD = "SELECT seq, hash FROM event_chain ORDER BY seq DESC LIMIT 1"
 
 
+def fields(tenant_id: str, seq: int, event: es.RecordedEvent) -> dict:
+    """Everything stored about an event that its hash covers (an audit export writes these too)."""
+    return {
+        "tenant_id": str(tenant_id),
+        "seq": seq,
+        "position": event.position,
+        "stream_id": event.stream_id,
+        "version": event.version,
+        "event_id": str(event.event_id),
+        "event_type": event.event_type,
+        "schema_version": event.schema_version,
+        "data": event.data,
+        "metadata": event.metadata,
+        "recorded_at": event.recorded_at.astimezone(UTC).isoformat(),
+    }
+
+
 def canonical(tenant_id: str, seq: int, event: es.RecordedEvent) -> bytes:
-    """The bytes an event's hash covers: everything stored about it, in one fixed JSON form,
-    so an exported copy can be verified without the database."""
+    """The bytes an event's hash covers, in one fixed JSON form, so an exported copy can be verified
+    without the database."""
     return json.dumps(
-        {
-            "tenant_id": str(tenant_id),
-            "seq": seq,
-            "position": event.position,
-            "stream_id": event.stream_id,
-            "version": event.version,
-            "event_id": str(event.event_id),
-            "event_type": event.event_type,
-            "schema_version": event.schema_version,
-            "data": event.data,
-            "metadata": event.metadata,
-            "recorded_at": event.recorded_at.astimezone(UTC).isoformat(),
-        },
+        fields(tenant_id, seq, event),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
