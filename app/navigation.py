@@ -36,6 +36,7 @@ PAGES = (
         "notifications",
         "notifications.view",
     ),
+    PageSpec("pages/audit.py", "Audit trail", ":material/policy:", "audit", "audit.export"),
     PageSpec(
         "pages/tenants.py", "Tenants", ":material/storefront:", "tenants", roles=frozenset({PLATFORM_ADMIN})
     ),

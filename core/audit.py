@@ -65,7 +65,85 @@ EXPORT_RANGE = (
     " WHERE c.seq BETWEEN %s AND %s ORDER BY c.seq"
 )
 
+# The Audit page's view of the log: newest first, each filter optional.
+BROWSE = (
+    "SELECT position, recorded_at, event_type, stream_id, version, metadata->>'actor' AS actor, event_id,"
+    " data, metadata FROM events"
+    " WHERE (%(since)s::timestamptz IS NULL OR recorded_at >= %(since)s)"
+    " AND (%(until)s::timestamptz IS NULL OR recorded_at < %(until)s)"
+    " AND (cardinality(%(types)s::text[]) = 0 OR event_type = ANY(%(types)s))"
+    " AND (%(actor)s::text IS NULL OR metadata->>'actor' ILIKE %(actor)s)"
+    " AND (%(order)s::text IS NULL OR stream_id = 'order-' || %(order)s OR data->>'order_id' = %(order)s)"
+    " AND (%(customer)s::text IS NULL OR stream_id = 'customer-' || %(customer)s"
+    " OR data->>'customer_id' = %(customer)s)"
+    " ORDER BY position DESC LIMIT %(limit)s"
+)
+EVENT_TYPES = "SELECT event_type FROM event_type_counts ORDER BY event_type"
+MAX_BROWSE = 1000
+
 Progress = Callable[[int, int], None]
+
+
+def _like(text: str) -> str:
+    """Text matched literally inside ILIKE: its wildcards escaped."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def event_types(db: Database, tenant_id: object, actor: Actor) -> list[str]:
+    """The event types the tenant's log holds (as counted by the worker's follower)."""
+    require(actor, "audit.export")
+    with db.tenant(tenant_id) as conn:
+        return [r[0] for r in conn.execute(EVENT_TYPES)]
+
+
+def browse(
+    db: Database,
+    tenant_id: object,
+    actor: Actor,
+    *,
+    since: datetime | str | None = None,
+    until: datetime | str | None = None,
+    types: list[str] | tuple[str, ...] = (),
+    by: str | None = None,
+    order: object = None,
+    customer: object = None,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """The tenant's events, newest first, filtered by time, type, actor, order and customer."""
+    require(actor, "audit.export")
+    start, end = _when(since, "since"), _when(until, "until")
+    if start and end and end <= start:
+        raise ValidationError("the date range ends before it starts")
+    if not isinstance(types, list | tuple) or not all(isinstance(t, str) and len(t) <= 100 for t in types):
+        raise ValidationError("event types must be a list of names")
+    if by is not None and (not isinstance(by, str) or len(by) > 200):
+        raise ValidationError("the actor filter must be text of at most 200 characters")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_BROWSE:
+        raise ValidationError(f"limit must be between 1 and {MAX_BROWSE}")
+    customer_id = None
+    if customer not in (None, ""):
+        try:
+            customer_id = str(uuid.UUID(str(customer)))
+        except ValueError:
+            raise ValidationError(f"'{str(customer)[:60]}' is not a customer id") from None
+    from core.orders.handlers import resolve_order_id
+
+    with db.tenant(tenant_id) as conn:
+        order_id = resolve_order_id(conn, order) if order not in (None, "") else None
+        cur = conn.execute(
+            BROWSE,
+            {
+                "since": start,
+                "until": end,
+                "types": list(types),
+                "actor": f"%{_like(by.strip())}%" if by and by.strip() else None,
+                "order": order_id,
+                "customer": customer_id,
+                "limit": limit,
+            },
+        )
+        cols = [c.name for c in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur]
 
 
 def manifest_path(path: str | os.PathLike) -> Path:

@@ -106,7 +106,7 @@ def test_a_platform_admin_signs_in_with_a_bare_username_and_sees_only_tenants(db
 
 
 SHOP_PAGES = ["Inventory", "Products", "Customers"]
-MONEY_PAGES = ["Payments", "Notifications"]
+MONEY_PAGES = ["Payments", "Notifications", "Audit trail"]
 
 
 @pytest.mark.parametrize(

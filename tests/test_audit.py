@@ -15,6 +15,7 @@ from conftest import seal, snapshot
 from typer.testing import CliRunner
 
 from core import audit, catalog, chain, customers, inventory
+from core import errors as audit_errors
 from core import eventstore as es
 from core.cli import app
 from core.commands import CLI, Actor
@@ -461,3 +462,22 @@ def test_export_memory_stays_flat(db, tenant, tmp_path):
     assert size > 10_000_000
     assert peak < 4_000_000, (peak, size)  # a few batches' worth, not the whole file
     assert audit.verify_file(path).ok
+
+
+def test_browsing_the_log_checks_its_filters_and_reads_them_literally(db, shop, tenant):
+    for bad, words in [
+        ({"since": "yesterday"}, "not an ISO 8601"),
+        ({"since": "2026-01-02", "until": "2026-01-01"}, "ends before it starts"),
+        ({"customer": "not-a-uuid"}, "is not a customer id"),
+        ({"order": "#999999"}, "no order #999999"),
+        ({"limit": 0}, "limit must be"),
+        ({"limit": 10**9}, "limit must be"),
+        ({"types": "OrderPlaced"}, "list of names"),
+    ]:
+        with pytest.raises((ValidationError, audit_errors.NotFound), match=words):
+            audit.browse(db, tenant.id, CLI, **bad)
+    everything = audit.browse(db, tenant.id, CLI, limit=1000)
+    assert everything and audit.browse(db, tenant.id, CLI, by="%") == []  # a wildcard is just a character
+    assert audit.browse(db, tenant.id, CLI, by=CLI.name) == [e for e in everything if e["actor"] == CLI.name]
+    with pytest.raises(PermissionDenied):
+        audit.browse(db, tenant.id, Actor("cleo", "clerk"))
