@@ -11,6 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import bcrypt
@@ -21,8 +22,11 @@ from pydantic import ValidationError as PydanticValidationError
 
 from core import eventstore as es
 from core.db import Database, as_tenant_id
-from core.errors import Conflict, NotFound, ValidationError
+from core.errors import Conflict, NotFound, PermissionDenied, ValidationError
 from core.projections import Projection, fold
+
+if TYPE_CHECKING:
+    from core.commands import Actor
 
 ROLES = ("owner", "manager", "clerk", "analyst")
 PLATFORM_ADMIN = "platform_admin"
@@ -148,6 +152,29 @@ def create_tenant(
             conn, [es.StreamAppend(f"tenant-{tid}", "tenant", [event])], es.Metadata(actor), tenant_id=tid
         )
     return get_tenant(db, tid)
+
+
+def open_shop(
+    db: Database,
+    actor: Actor,
+    name: str,
+    *,
+    currency: str = "USD",
+    time_zone: str = "UTC",
+    owner_username: str,
+    owner_password: str,
+) -> Tenant:
+    """A platform admin opens a shop: the tenant and its first owner. Everything is checked before
+    anything is written, so bad input leaves no half-made shop."""
+    if actor.role != PLATFORM_ADMIN:
+        raise PermissionDenied("only a platform admin opens shops")
+    new = checked(NewTenant, name=name, slug=slugify(name), currency=currency, time_zone=time_zone)
+    checked(NewUser, username=owner_username, role="owner", password=owner_password)
+    tenant = create_tenant(
+        db, new.name, currency=new.currency, time_zone=new.time_zone, actor=f"platform:{actor.name}"
+    )
+    add_user(db, tenant.id, owner_username, "owner", owner_password, actor=f"platform:{actor.name}")
+    return tenant
 
 
 def get_tenant(db: Database, tenant_id: object) -> Tenant:
