@@ -248,6 +248,64 @@ def list_staff(db: Database, tenant_id: object, actor) -> list[User]:
     return list_users(db, tenant_id)
 
 
+# Locked, so two owners demoting each other at once cannot leave the shop with none.
+ACTIVE_OWNERS = "SELECT id FROM users WHERE role = 'owner' AND active FOR UPDATE"
+USER_BY_NAME = "SELECT id, role, active FROM users WHERE username = %s"
+
+
+def change_staff(
+    db: Database,
+    tenant_id: object,
+    actor,
+    username: str,
+    *,
+    role: str | None = None,
+    active: bool | None = None,
+    key: str | None = None,
+) -> dict:
+    """The owner changes a user's role or (de)activates the account. A deactivated user cannot sign in
+    and an open session ends at the next page. The last active owner can be neither demoted nor
+    deactivated: the shop would have nobody to manage it."""
+    from core.commands import Context, execute
+
+    if role is not None and role not in ROLES:
+        raise ValidationError(f"role must be one of {', '.join(ROLES)}")
+    if active is not None and not isinstance(active, bool):
+        raise ValidationError("active must be true or false")
+    if role is None and active is None:
+        raise ValidationError("say what changes: a role, or active")
+    name = str(username).strip().lower()[:63]
+
+    def handle(ctx: Context) -> dict:
+        row = ctx.conn.execute(USER_BY_NAME, [name]).fetchone()
+        ctx.check_replay()
+        if not row:
+            raise NotFound(f"no user '{name}' in this shop")
+        uid, current_role, is_active = row
+        events = []
+        if role is not None and role != current_role:
+            events.append(
+                ("UserRoleChanged", {"user_id": str(uid), "role": role, "previous_role": current_role})
+            )
+        if active is not None and active != is_active:
+            events.append(("UserReactivated" if active else "UserDeactivated", {"user_id": str(uid)}))
+        if not events:
+            raise ValidationError(f"{name} already has that role and status: nothing to change")
+        leaves_owners = (
+            current_role == "owner" and is_active and (role not in (None, "owner") or active is False)
+        )
+        if leaves_owners and not [o for (o,) in ctx.conn.execute(ACTIVE_OWNERS) if o != uid]:
+            raise ValidationError(f"{name} is the shop's last active owner: make someone else owner first")
+        ctx.record(f"user-{uid}", "user", events, None, USERS)
+        return {
+            "username": name,
+            "role": role or current_role,
+            "active": is_active if active is None else active,
+        }
+
+    return execute(db, tenant_id, actor, "users.manage", key, handle)
+
+
 def add_staff(
     db: Database,
     tenant_id: object,

@@ -142,6 +142,34 @@ with users_tab:
         else:
             _done(f"Added {user.role} {user.username}: they sign in as {user.username}@{ctx.tenant.slug}.")
 
+    if users:
+        with st.form("settings_change_user"):
+            st.markdown("**Change a user**")
+            c = st.columns(3)
+            who = c[0].selectbox("User", [u.username for u in users], key="settings_change_who")
+            new_role = c[1].selectbox("Role", ["(keep)", *tenants.ROLES], key="settings_change_role")
+            status = c[2].selectbox(
+                "Account", ["(keep)", "active", "deactivated"], key="settings_change_active"
+            )
+            change = st.form_submit_button("Save change", key="settings_change_user")
+        if change:
+            try:
+                changed = tenants.change_staff(
+                    db,
+                    ctx.tenant_id,
+                    ctx.actor,
+                    who,
+                    role=None if new_role == "(keep)" else new_role,
+                    active=None if status == "(keep)" else status == "active",
+                )
+            except OmsError as exc:
+                st.error(f"Not changed: {exc}")
+            except UNAVAILABLE:
+                st.error("The database is not reachable; nothing changed. Try again shortly.")
+            else:
+                state = "active" if changed["active"] else "deactivated (cannot sign in)"
+                _done(f"{changed['username']} is now {changed['role']}, {state}.")
+
 with warehouses_tab:
     if warehouses:
         st.dataframe(

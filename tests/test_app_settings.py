@@ -108,6 +108,48 @@ def test_the_owner_lists_and_adds_users(db, shop):
     assert "Not added: the username 'anna' is taken in this tenant" in texts(at, "error")
 
 
+def test_the_owner_changes_a_role_and_deactivates_an_account_but_keeps_an_owner(db, shop):
+    at = settings_page(shop)
+    at.selectbox(key="settings_change_who").select("clerk")
+    at.selectbox(key="settings_change_role").select("manager")
+    at.button(key="settings_change_user").click().run()
+    assert "clerk is now manager, active." in texts(at, "success")
+    assert auth.authenticate(db, shop.login("clerk"), PASSWORD).role == "manager"
+
+    at.selectbox(key="settings_change_who").select("clerk")
+    at.selectbox(key="settings_change_role").select("(keep)")
+    at.selectbox(key="settings_change_active").select("deactivated")
+    at.button(key="settings_change_user").click().run()
+    assert "clerk is now manager, deactivated" in texts(at, "success")
+    with pytest.raises(auth.SignInError, match="deactivated"):
+        auth.authenticate(db, shop.login("clerk"), PASSWORD)
+
+    # The only owner may not demote or lock out themselves: the shop would have nobody to run it.
+    for field, value in (("settings_change_role", "analyst"), ("settings_change_active", "deactivated")):
+        at.selectbox(key="settings_change_who").select("owner")
+        at.selectbox(key="settings_change_role").select("(keep)")
+        at.selectbox(key="settings_change_active").select("(keep)")
+        at.selectbox(key=field).select(value)
+        at.button(key="settings_change_user").click().run()
+        assert "last active owner" in texts(at, "error")
+    assert auth.authenticate(db, shop.login("owner"), PASSWORD).role == "owner"
+    with pytest.raises(PermissionDenied):
+        tenants.change_staff(
+            db,
+            shop.tenant.id,
+            auth.authenticate(db, shop.login("manager"), PASSWORD).actor,
+            "analyst",
+            active=False,
+        )
+    live = db_rows(db, shop)
+    projections.rebuild(db, shop.tenant.id, projections.registry()["users"])
+    assert db_rows(db, shop) == live
+
+
+def db_rows(db, shop) -> list:
+    return [(u.username, u.role, u.active) for u in tenants.list_users(db, shop.tenant.id)]
+
+
 def test_the_owner_reorders_and_adds_warehouses(db, shop):
     at = settings_page(shop)
     at.selectbox(key="settings_wh_pick").select("WEST")
