@@ -5,6 +5,7 @@ import uuid
 import pandas as pd
 import streamlit as st
 
+from app import actions
 from app.database import database
 from app.format import money
 from app.session import UNAVAILABLE, tenant_context
@@ -45,6 +46,29 @@ if placed := st.session_state.pop("new_order_placed", None):
         hide_index=True,
     )
 
+actions.show_flash("new_order")
+if ctx.actor.can("customers.manage"):
+    # Before the search box: a new customer is then found by name on the rerun that follows.
+    with st.expander("New customer"), st.form("new_order_new_customer"):
+        c = st.columns(3)
+        name = c[0].text_input("Name", key="new_customer_name")
+        email = c[1].text_input("Email", key="new_customer_email")
+        phone = c[2].text_input("Phone", key="new_customer_phone")
+        if st.form_submit_button("Add customer"):
+
+            def _added(result: dict) -> str:
+                st.session_state.new_order_customer_search = name.strip()
+                return f"Added {name.strip()}; they are picked below."
+
+            actions.run(
+                "new_order",
+                "new_order_new_customer",
+                lambda key: customers.add_customer(
+                    db, ctx.tenant_id, ctx.actor, name=name, email=email, phone=phone, key=key
+                ),
+                _added,
+            )
+
 try:
     search = st.text_input(
         "Find customer", key="new_order_customer_search", placeholder="name, email or phone"
@@ -61,9 +85,7 @@ except UNAVAILABLE:
 active = [c for c in people if c["active"]]
 if not active:
     st.info(
-        "No customer matches."
-        if search
-        else "No customers yet. Add one with `oms customer add`, then come back."
+        "No customer matches." if search else "No customers yet. Add the first one under New customer above."
     )
     st.stop()
 customer = st.selectbox(

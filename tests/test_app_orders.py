@@ -7,6 +7,7 @@ from app_helpers import app, seed_shop, sign_in, texts, titles
 
 from app.format import money
 from app.orders_view import ViewState, from_params
+from core import customers
 from core.commands import CLI
 from core.orders import handlers
 from core.orders.queries import list_orders, order_detail
@@ -89,13 +90,17 @@ def test_an_unknown_order_number_is_a_warning_not_a_traceback(shop):
     assert "no order #999999" in texts(at, "warning")
 
 
+def add_line(at) -> None:
+    next(b for b in at.button if b.label == "Add line").click().run()
+
+
 def test_new_order_places_and_shows_where_it_was_reserved(db, shop):
     at = sign_in(app(), shop.login("clerk"))
     at.switch_page("pages/new_order.py").run()
     assert titles(at) == ["New order"]
     at.selectbox(key="new_order_sku").select("RED")
     at.number_input(key="new_order_qty").set_value(7)
-    at.button[0].click().run()  # Add line (the form's submit button)
+    add_line(at)
     assert "Subtotal $87.50" in texts(at, "markdown")
     at.button(key="new_order_place").click().run()
     assert not at.exception
@@ -112,7 +117,7 @@ def test_new_order_out_of_stock_names_the_short_line(shop):
     at.switch_page("pages/new_order.py").run()
     at.selectbox(key="new_order_sku").select("BLUE")
     at.number_input(key="new_order_qty").set_value(50)
-    at.button[0].click().run()
+    add_line(at)
     at.button(key="new_order_place").click().run()
     assert "BLUE (wanted 50, available 7)" in texts(at, "error")
 
@@ -224,3 +229,24 @@ def test_bulk_ship_takes_a_tracking_number_per_order_and_refuses_a_bad_line(db, 
     detail = order_detail(db, shop.tenant.id, CLI, paid)
     assert detail["status"] == "shipped"
     assert [(s["carrier"], s["tracking"]) for s in detail["shipments"]] == [("UPS", "1Z-BULK-1")]
+
+
+def test_new_order_adds_a_customer_on_the_spot_and_picks_them(db, shop):
+    at = sign_in(app(), shop.login("clerk"))
+    at.switch_page("pages/new_order.py").run()
+    at.text_input(key="new_customer_name").input("Grace Hopper")
+    at.text_input(key="new_customer_email").input("not an email")
+    next(b for b in at.button if b.label == "Add customer").click().run()
+    assert "email" in texts(at, "error").lower()  # core's message; nobody added
+    assert not [c for c in customers.list_customers(db, shop.tenant.id, CLI) if c["name"] == "Grace Hopper"]
+
+    at.text_input(key="new_customer_email").input("grace@example.com")
+    next(b for b in at.button if b.label == "Add customer").click().run()
+    assert not at.exception
+    assert "Added Grace Hopper" in texts(at, "success")
+    assert at.selectbox(key="new_order_customer").value["name"] == "Grace Hopper"
+    at.selectbox(key="new_order_sku").select("BLUE")
+    add_line(at)
+    at.button(key="new_order_place").click().run()
+    page = list_orders(db, shop.tenant.id, CLI)
+    assert page.rows[0]["customer_name"] == "Grace Hopper"
