@@ -1,5 +1,6 @@
 """Settings (owner): how orders are taken (allocation strategy, reservation time, tax rate), the shop's
-users and roles, and its warehouses with their priorities. Every change is checked again in core."""
+users and roles, its warehouses with their priorities, the payment gateways and retry policy, and the
+notification channels and templates. Every change is checked again in core."""
 
 import pandas as pd
 import streamlit as st
@@ -9,6 +10,8 @@ from app.format import local_time
 from app.session import UNAVAILABLE, tenant_context
 from core import catalog, tenants
 from core.errors import OmsError
+from core.notifications import channels, templates
+from core.payments import service as payments
 
 ctx = tenant_context()
 db = database()
@@ -32,10 +35,24 @@ def _done(message: str) -> None:
     st.rerun()
 
 
+def _save(call, message: str) -> None:
+    """Run a core command; its sentence on bad input (nothing saved), else the message after a rerun."""
+    try:
+        call()
+    except OmsError as exc:
+        st.error(f"Not saved: {exc}")
+    except UNAVAILABLE:
+        st.error("The database is not reachable; nothing was saved. Try again shortly.")
+    else:
+        _done(message)
+
+
 try:
     current = tenants.get_settings(db, ctx.tenant_id)
     users = tenants.list_staff(db, ctx.tenant_id, ctx.actor)
     warehouses = catalog.list_warehouses(db, ctx.tenant_id, ctx.actor)
+    gateway_setup = payments.gateway_settings(db, ctx.tenant_id, ctx.actor)
+    channel_setup = channels.channel_settings(db, ctx.tenant_id, ctx.actor)
 except OmsError as exc:
     st.error(str(exc))
     st.stop()
@@ -43,7 +60,9 @@ except UNAVAILABLE:
     st.error("The database is not reachable; reload the page in a moment.")
     st.stop()
 
-orders_tab, users_tab, warehouses_tab = st.tabs(["Orders", "Users and roles", "Warehouses"])
+orders_tab, users_tab, warehouses_tab, payments_tab, notify_tab = st.tabs(
+    ["Orders", "Users and roles", "Warehouses", "Payments", "Notifications"]
+)
 
 with orders_tab:
     st.caption(f"Currency {ctx.tenant.currency} · time zone {ctx.tenant.time_zone}")
@@ -241,3 +260,160 @@ with warehouses_tab:
             st.error("The database is not reachable; nothing was added. Try again shortly.")
         else:
             _done(f"Warehouse {added['code']} added with priority {added['priority']}.")
+
+with payments_tab:
+    gateways = gateway_setup["gateways"]
+    if gateways:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "Order tried": n,
+                        "Gateway": g["name"],
+                        "Kind": g["kind"],
+                        "Address": g.get("url", "(simulated)"),
+                        "Token set": "yes" if g["token_set"] else "no",
+                    }
+                    for n, g in enumerate(gateways, 1)
+                ]
+            ),
+            hide_index=True,
+            width="stretch",
+            key="settings_gateways",
+        )
+    else:
+        st.info("No gateway yet: charges cannot go through until one is added below.")
+    plain = [{k: v for k, v in g.items() if k != "token_set"} for g in gateways]
+    with st.form("settings_gateway"):
+        st.markdown("**Add or replace a gateway** (new ones are tried last)")
+        c = st.columns(4)
+        gw_name = c[0].text_input("Name", key="settings_gw_name", placeholder="e.g. main")
+        gw_kind = c[1].selectbox("Kind", ["http", "simulated"], key="settings_gw_kind")
+        gw_url = c[2].text_input(
+            "URL (http)", key="settings_gw_url", placeholder="https://pay.example.com/v1"
+        )
+        gw_token = c[3].text_input("Token (blank keeps it)", type="password", key="settings_gw_token")
+        save_gw = st.form_submit_button("Save gateway", key="settings_gw_save")
+    if save_gw:
+        entry = {"name": gw_name.strip(), "kind": gw_kind} | (
+            {"url": gw_url.strip()} if gw_kind == "http" else {}
+        )
+        replacing = entry["name"] in [g["name"] for g in plain]
+        wanted = [entry if g["name"] == entry["name"] else g for g in plain] if replacing else [*plain, entry]
+        _save(
+            lambda: payments.set_gateways(
+                db,
+                ctx.tenant_id,
+                ctx.actor,
+                wanted,
+                tokens={entry["name"]: gw_token} if gw_token else None,
+            ),
+            f"Gateway {entry['name']} saved.",
+        )
+    if plain:
+        c = st.columns([2, 1])
+        gone = c[0].selectbox("Remove a gateway", [g["name"] for g in plain], key="settings_gw_remove")
+        if c[1].button("Remove gateway", key="settings_gw_remove_btn"):
+            _save(
+                lambda: payments.set_gateways(
+                    db, ctx.tenant_id, ctx.actor, [g for g in plain if g["name"] != gone]
+                ),
+                f"Gateway {gone} removed; charges in progress there are retried on the others.",
+            )
+    with st.form("settings_retry"):
+        st.markdown("**Retry policy**")
+        c = st.columns(4)
+        limit = c[0].number_input("Attempts per charge", value=gateway_setup["payment_attempt_limit"], step=1)
+        backoff = c[1].number_input(
+            "First retry after (s)", value=gateway_setup["payment_backoff_seconds"], step=5
+        )
+        trip = c[2].number_input(
+            "Failures that open a circuit", value=gateway_setup["circuit_failures"], step=1
+        )
+        reset = c[3].number_input(
+            "Circuit rests for (s)", value=gateway_setup["circuit_reset_seconds"], step=10
+        )
+        save_retry = st.form_submit_button("Save retry policy", key="settings_retry_save")
+    if save_retry:
+        _save(
+            lambda: tenants.change_settings(
+                db,
+                ctx.tenant_id,
+                ctx.actor,
+                payment_attempt_limit=int(limit),
+                payment_backoff_seconds=int(backoff),
+                circuit_failures=int(trip),
+                circuit_reset_seconds=int(reset),
+            ),
+            "Retry policy saved.",
+        )
+
+with notify_tab:
+    set_up = channel_setup["channels"]
+    email = set_up.get("email") or {}
+    with st.form("settings_email"):
+        st.markdown("**Email (SMTP)**" + (" · set up" if email else " · not set up"))
+        c = st.columns(4)
+        host = c[0].text_input("Host", value=email.get("host", ""), key="settings_smtp_host")
+        port = c[1].number_input("Port", value=int(email.get("port", 587)), step=1, key="settings_smtp_port")
+        sender = c[2].text_input("Sender address", value=email.get("sender", ""), key="settings_smtp_sender")
+        staff = c[3].text_input(
+            "Staff address (low stock)", value=email.get("staff_address", ""), key="settings_smtp_staff"
+        )
+        c = st.columns(3)
+        user = c[0].text_input("Username", value=email.get("username", ""), key="settings_smtp_user")
+        secret = c[1].text_input("Password (blank keeps it)", type="password", key="settings_smtp_password")
+        tls = c[2].checkbox("STARTTLS", value=email.get("starttls", True), key="settings_smtp_tls")
+        save_email = st.form_submit_button("Save email", key="settings_email_save")
+    if save_email:
+        fields = {"host": host.strip(), "port": int(port), "sender": sender.strip(), "starttls": tls}
+        fields |= {"username": user.strip(), "staff_address": staff.strip()}
+        _save(
+            lambda: channels.set_channel(
+                db, ctx.tenant_id, ctx.actor, "email", fields, secret=secret or None
+            ),
+            "Email channel saved.",
+        )
+    for hook in ("sms", "push"):
+        current_hook = set_up.get(hook) or {}
+        with st.form(f"settings_{hook}"):
+            st.markdown(
+                f"**{hook.upper() if hook == 'sms' else 'Push'} provider**"
+                + (" · set up" if current_hook else " · not set up")
+            )
+            c = st.columns(2)
+            url = c[0].text_input(
+                "Webhook URL", value=current_hook.get("url", ""), key=f"settings_{hook}_url"
+            )
+            token = c[1].text_input("Token (blank keeps it)", type="password", key=f"settings_{hook}_token")
+            save_hook = st.form_submit_button(f"Save {hook}", key=f"settings_{hook}_save")
+        if save_hook:
+            _save(
+                lambda hook=hook, url=url, token=token: channels.set_channel(
+                    db, ctx.tenant_id, ctx.actor, hook, {"url": url.strip()}, secret=token or None
+                ),
+                f"The {hook} channel is saved.",
+            )
+    with st.form("settings_template"):
+        st.markdown("**Message template** (Jinja2; the HTML part is escaped; preview on Notifications)")
+        topic = st.selectbox("Topic", templates.TOPICS, key="settings_tpl_topic")
+        subject = st.text_input(
+            "Subject", key="settings_tpl_subject", placeholder="Order #{{ order_number }} ..."
+        )
+        text = st.text_area("Plain text", key="settings_tpl_text")
+        html = st.text_area("HTML", key="settings_tpl_html")
+        c = st.columns(2)
+        save_tpl = c[0].form_submit_button("Save template", key="settings_tpl_save")
+        reset_tpl = c[1].form_submit_button("Back to the built-in one", key="settings_tpl_reset")
+    if save_tpl:
+        _save(
+            lambda: templates.set_template(
+                db, ctx.tenant_id, ctx.actor, topic, subject=subject, text=text, html=html
+            ),
+            f"The {topic} template is saved.",
+        )
+    if reset_tpl:
+        _save(
+            lambda: templates.set_template(db, ctx.tenant_id, ctx.actor, topic),
+            f"The {topic} template is the built-in one again.",
+        )

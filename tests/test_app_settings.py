@@ -9,7 +9,10 @@ from app_helpers import PASSWORD, app, seed_shop, sign_in, texts, titles
 
 from core import auth, catalog, projections, tenants
 from core.chain import SEALER
+from core.commands import CLI as CLI_ACTOR
 from core.errors import PermissionDenied
+from core.notifications import channels, templates
+from core.payments import service as payments
 from core.workers import Heartbeat
 
 
@@ -213,3 +216,48 @@ def test_a_clerk_has_no_system_page_and_core_refuses_the_lag(db, shop):
 
     with pytest.raises(PermissionDenied, match="clerk may not view system"):
         projection_lag(db, shop.tenant.id, at.session_state["oms_session"].actor)
+
+
+def test_the_owner_sets_up_a_gateway_its_retry_policy_and_the_channels(db, owner, shop):
+    at = settings_page(shop)
+    at.text_input(key="settings_gw_name").input("Main")  # not a valid name: core says why
+    at.selectbox(key="settings_gw_kind").select("simulated")
+    at.button(key="settings_gw_save").click().run()
+    assert "Not saved: gateway 1" in texts(at, "error")
+
+    at.text_input(key="settings_gw_name").input("main")
+    at.selectbox(key="settings_gw_kind").select("http")
+    at.text_input(key="settings_gw_url").input("http://127.0.0.1:9/pay")
+    at.text_input(key="settings_gw_token").input("gw-secret-1")
+    at.button(key="settings_gw_save").click().run()
+    assert "Gateway main saved." in texts(at, "success")
+    setup = payments.gateway_settings(db, shop.tenant.id, CLI_ACTOR)
+    assert [(g["name"], g["kind"], g["token_set"]) for g in setup["gateways"]] == [("main", "http", True)]
+    logged = owner.execute("SELECT data::text FROM events WHERE tenant_id = %s", [shop.tenant.id]).fetchall()
+    assert not any("gw-secret-1" in r[0] for r in logged)  # the token stays out of the log
+
+    at.number_input(key=next(n.key for n in at.number_input if n.label == "Attempts per charge")).set_value(3)
+    at.button(key="settings_retry_save").click().run()
+    assert payments.gateway_settings(db, shop.tenant.id, CLI_ACTOR)["payment_attempt_limit"] == 3
+
+    at.text_input(key="settings_smtp_host").input("127.0.0.1")
+    at.text_input(key="settings_smtp_sender").input("shop@example.com")
+    at.button(key="settings_email_save").click().run()
+    assert "Email channel saved." in texts(at, "success")
+    at.text_input(key="settings_sms_url").input("not a url")
+    at.button(key="settings_sms_save").click().run()
+    assert "Not saved: sms url" in texts(at, "error")
+    assert set(channels.channel_settings(db, shop.tenant.id, CLI_ACTOR)["channels"]) == {"email"}
+
+    at.selectbox(key="settings_tpl_topic").select("order_paid")
+    at.text_input(key="settings_tpl_subject").input("Paid: #{{ order_number }}")
+    at.text_area(key="settings_tpl_text").input("Thanks {{ customer_name }}")
+    at.text_area(key="settings_tpl_html").input("<p>Thanks {{ customer_name }}</p>")
+    at.button(key="settings_tpl_save").click().run()
+    assert "The order_paid template is saved." in texts(at, "success")
+    preview = templates.preview(db, shop.tenant.id, CLI_ACTOR, "order_paid")
+    assert preview.subject.startswith("Paid: #")
+
+    at.selectbox(key="settings_gw_remove").select("main")
+    at.button(key="settings_gw_remove_btn").click().run()
+    assert payments.gateway_settings(db, shop.tenant.id, CLI_ACTOR)["gateways"] == []
