@@ -162,6 +162,11 @@ def _tenant(tenant_id: str) -> tenants.Tenant:
     return tenants.get_tenant(database(), tenant_id)
 
 
+def refresh_tenant() -> None:
+    """Forget the cached shop details, after the owner changed its currency or time zone."""
+    _tenant.clear()
+
+
 def tenant(session: Session) -> tenants.Tenant:
     return _tenant(str(session.tenant_id))
 

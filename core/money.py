@@ -4,6 +4,8 @@ from __future__ import annotations
 
 # ISO 4217 currencies without minor units (amounts are stored in minor units).
 ZERO_DECIMAL = frozenset({"JPY", "KRW", "VND", "CLP", "ISK", "HUF", "XAF", "XOF", "UGX", "PYG"})
+# Offered in the app's pickers (any ISO 4217 code works from the CLI).
+COMMON_CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY", "SEK", "NOK", "DKK", "PLN", "NZD")
 SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CHF": "CHF ", "CAD": "CA$", "AUD": "A$"}
 
 

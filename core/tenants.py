@@ -472,8 +472,33 @@ def change_settings(
     return execute(db, tenant_id, actor, "settings.manage", key, handle)
 
 
+SET_PROFILE = "UPDATE tenants SET currency = %s, time_zone = %s WHERE id = oms_current_tenant()"
+
+
+def change_profile(
+    db: Database, tenant_id: object, actor, *, currency: str, time_zone: str, key: str | None = None
+) -> Tenant:
+    """The owner sets the shop's currency and time zone. Orders keep the currency they were placed
+    in; new orders, reports and times on every page use the new ones."""
+    from core.commands import Context, execute
+
+    tenant = get_tenant(db, tenant_id)
+    new = checked(NewTenant, name=tenant.name, slug=tenant.slug, currency=currency, time_zone=time_zone)
+    if (new.currency, new.time_zone) == (tenant.currency, tenant.time_zone):
+        raise ValidationError("nothing to change: that is the shop's currency and time zone already")
+
+    def handle(ctx: Context) -> dict:
+        data = {"currency": new.currency, "time_zone": new.time_zone}
+        ctx.record(f"tenant-{ctx.tenant_id}", "tenant", [("TenantProfileChanged", data)], None, SETTINGS)
+        return data
+
+    execute(db, tenant_id, actor, "settings.manage", key, handle)
+    return get_tenant(db, tenant_id)
+
+
 class SettingsProjection(Projection):
-    """tenant_settings, from TenantSettingsChanged. The row itself is made with the tenant."""
+    """tenant_settings from TenantSettingsChanged, and the tenant's currency and time zone from
+    TenantProfileChanged. The rows themselves are made with the tenant."""
 
     name = "tenant_settings"
     tables = ()
@@ -481,6 +506,9 @@ class SettingsProjection(Projection):
     rebuildable = False  # the row is created by the platform, not by an event
 
     def apply(self, conn, event: es.RecordedEvent) -> None:
+        if event.event_type == "TenantProfileChanged":
+            conn.execute(SET_PROFILE, [event.data["currency"], event.data["time_zone"]])
+            return
         if event.event_type != "TenantSettingsChanged":
             return
         changed = [c for c in SETTINGS_COLUMNS if c in event.data]

@@ -2,14 +2,17 @@
 users and roles, its warehouses with their priorities, the payment gateways and retry policy, and the
 notification channels and templates. Every change is checked again in core."""
 
+from zoneinfo import available_timezones
+
 import pandas as pd
 import streamlit as st
 
 from app.database import database
 from app.format import local_time
-from app.session import UNAVAILABLE, tenant_context
+from app.session import UNAVAILABLE, refresh_tenant, tenant_context
 from core import catalog, tenants
 from core.errors import OmsError
+from core.money import COMMON_CURRENCIES
 from core.notifications import channels, templates
 from core.payments import service as payments
 
@@ -21,6 +24,7 @@ if not ctx.actor.can("settings.manage"):
     st.error(f"Only the shop's owner changes its settings; a {ctx.actor.role} may not.")
     st.stop()
 
+ZONES = sorted(available_timezones())
 STRATEGIES = {
     "priority": "By warehouse priority (fill from the first warehouse, then the next)",
     "most_available": "From the warehouses with the most stock available",
@@ -65,7 +69,33 @@ orders_tab, users_tab, warehouses_tab, payments_tab, notify_tab = st.tabs(
 )
 
 with orders_tab:
-    st.caption(f"Currency {ctx.tenant.currency} · time zone {ctx.tenant.time_zone}")
+    with st.form("settings_profile"):
+        st.markdown("**Currency and time zone**")
+        c = st.columns(2)
+        currencies = sorted({*COMMON_CURRENCIES, ctx.tenant.currency})
+        new_currency = c[0].selectbox(
+            "Currency (new orders; placed ones keep theirs)",
+            currencies,
+            index=currencies.index(ctx.tenant.currency),
+            key="settings_currency",
+        )
+        new_zone = c[1].selectbox(
+            "Time zone (every date and time shown)",
+            ZONES,
+            index=ZONES.index(ctx.tenant.time_zone) if ctx.tenant.time_zone in ZONES else 0,
+            key="settings_zone",
+        )
+        save_profile = st.form_submit_button("Save currency and time zone", key="settings_profile_save")
+    if save_profile:
+        try:
+            tenants.change_profile(db, ctx.tenant_id, ctx.actor, currency=new_currency, time_zone=new_zone)
+        except OmsError as exc:
+            st.error(f"Not saved: {exc}")
+        except UNAVAILABLE:
+            st.error("The database is not reachable; nothing was saved. Try again shortly.")
+        else:
+            refresh_tenant()
+            _done(f"The shop now uses {new_currency} and the {new_zone} time zone.")
     with st.form("settings_orders"):
         strategy = st.selectbox(
             "Allocation strategy",

@@ -11,8 +11,8 @@ from app.format import local_time
 from app.session import UNAVAILABLE, require_session
 from core import tenants
 from core.errors import OmsError
+from core.money import COMMON_CURRENCIES
 
-CURRENCIES = ("USD", "EUR", "GBP", "CAD", "AUD", "CHF", "JPY", "SEK", "NOK", "DKK", "PLN", "NZD")
 ZONES = sorted(available_timezones())
 
 session = require_session()
@@ -28,7 +28,7 @@ if flash := st.session_state.pop("tenants_flash", None):
 with st.expander("Open a new shop", expanded=not shops), st.form("open_shop", clear_on_submit=False):
     c = st.columns(3)
     name = c[0].text_input("Shop name", key="shop_name")
-    currency = c[1].selectbox("Currency", CURRENCIES, key="shop_currency")
+    currency = c[1].selectbox("Currency", COMMON_CURRENCIES, key="shop_currency")
     zone = c[2].selectbox("Time zone", ZONES, index=ZONES.index("UTC"), key="shop_zone")
     o = st.columns(3)
     owner = o[0].text_input("First owner's username", key="shop_owner")

@@ -10,7 +10,7 @@ from app_helpers import PASSWORD, app, seed_shop, sign_in, texts, titles
 from core import auth, catalog, projections, tenants
 from core.chain import SEALER
 from core.commands import CLI as CLI_ACTOR
-from core.errors import PermissionDenied
+from core.errors import PermissionDenied, ValidationError
 from core.notifications import channels, templates
 from core.payments import service as payments
 from core.workers import Heartbeat
@@ -261,3 +261,25 @@ def test_the_owner_sets_up_a_gateway_its_retry_policy_and_the_channels(db, owner
     at.selectbox(key="settings_gw_remove").select("main")
     at.button(key="settings_gw_remove_btn").click().run()
     assert payments.gateway_settings(db, shop.tenant.id, CLI_ACTOR)["gateways"] == []
+
+
+def test_the_owner_changes_currency_and_time_zone_and_pages_follow(db, owner, shop):
+    at = settings_page(shop)
+    at.selectbox(key="settings_currency").select("EUR")
+    at.selectbox(key="settings_zone").select("Asia/Tokyo")
+    at.button(key="settings_profile_save").click().run()
+    assert "The shop now uses EUR and the Asia/Tokyo time zone." in texts(at, "success")
+    changed = tenants.get_tenant(db, shop.tenant.id)
+    assert (changed.currency, changed.time_zone) == ("EUR", "Asia/Tokyo")
+    at.switch_page("pages/orders.py").run()
+    assert at.dataframe[0].value["Placed"].iloc[0] == "2025-03-03 18:30"  # 09:30 UTC, seen in Tokyo
+
+    at.switch_page("pages/settings.py").run()
+    at.button(key="settings_profile_save").click().run()  # the same again
+    assert "Not saved: nothing to change" in texts(at, "error")
+    with pytest.raises(ValidationError, match="time zone"):
+        tenants.change_profile(db, shop.tenant.id, CLI_ACTOR, currency="EUR", time_zone="Mars/Olympus")
+    with pytest.raises(PermissionDenied):
+        manager = auth.authenticate(db, shop.login("manager"), PASSWORD).actor
+        tenants.change_profile(db, shop.tenant.id, manager, currency="USD", time_zone="UTC")
+    assert (tenants.get_tenant(db, shop.tenant.id).currency) == "EUR"
