@@ -3,6 +3,7 @@ Everything here is plain data; the page lays it out."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +28,7 @@ class ViewState:
     date_from: date | None = None
     date_to: date | None = None
     text: str = ""
+    customer: str | None = None  # a customer's id
     page: int = 1
     order: int | None = None
 
@@ -34,13 +36,21 @@ class ViewState:
         return OrderFilter(
             status=self.status,
             channel=self.channel,
+            customer_id=self.customer,
             date_from=self.date_from,
             date_to=self.date_to,
             text=self.text,
         )
 
     def filtered(self) -> bool:
-        return bool(self.status or self.channel or self.date_from or self.date_to or self.text.strip())
+        return bool(
+            self.status
+            or self.channel
+            or self.date_from
+            or self.date_to
+            or self.text.strip()
+            or self.customer
+        )
 
     def to_params(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -54,6 +64,8 @@ class ViewState:
             out["to"] = self.date_to.isoformat()
         if self.text.strip():
             out["q"] = self.text.strip()
+        if self.customer:
+            out["customer"] = self.customer
         if self.page > 1:
             out["page"] = str(self.page)
         if self.order is not None:
@@ -69,6 +81,13 @@ def _list(value: str | None, allowed: tuple[str, ...]) -> tuple[str, ...]:
 def _date(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _uuid(value: str | None) -> str | None:
+    try:
+        return str(uuid.UUID(value)) if value else None
     except ValueError:
         return None
 
@@ -89,6 +108,7 @@ def from_params(params: Mapping[str, str]) -> ViewState:
         date_from=start,
         date_to=end,
         text=(params.get("q") or "")[:200],
+        customer=_uuid(params.get("customer")),
         page=_int(params.get("page"), 1) or 1,
         order=_int(params.get("order"), 1),
     )

@@ -8,6 +8,7 @@ from app.database import database
 from app.format import local_time, money
 from app.session import UNAVAILABLE, tenant_context
 from core import catalog
+from core.customers import list_customers
 from core.errors import OmsError
 from core.notifications import dispatch
 from core.orders import handlers
@@ -27,17 +28,30 @@ for key, value in (
     ("orders_from", url.date_from),
     ("orders_to", url.date_to),
     ("orders_q", url.text),
+    ("orders_customer", url.customer),
     ("orders_page", url.page),
     ("orders_open", url.order),
 ):
     st.session_state.setdefault(key, value)
 
-cols = st.columns([3, 2, 1.3, 1.3, 2.5])
+cols = st.columns([2.5, 1.6, 1.2, 1.2, 2, 2])
 cols[0].multiselect("Status", STATUSES, key="orders_status", format_func=lambda s: s.replace("_", " "))
 cols[1].multiselect("Channel", CHANNELS, key="orders_channel")
 cols[2].date_input("From", key="orders_from", format="YYYY-MM-DD")
 cols[3].date_input("To", key="orders_to", format="YYYY-MM-DD")
 cols[4].text_input("Search", key="orders_q", placeholder="order number or customer name")
+try:
+    buyers = {str(c["id"]): c["name"] for c in list_customers(db, ctx.tenant_id, ctx.actor, limit=1000)}
+except OmsError:
+    buyers = {}
+if st.session_state.orders_customer not in (None, *buyers):
+    st.session_state.orders_customer = None  # a customer id from another shop, or gone: no filter
+cols[5].selectbox(
+    "Customer",
+    [None, *buyers],
+    format_func=lambda c: "any" if c is None else buyers[c],
+    key="orders_customer",
+)
 
 state = view.ViewState(
     status=tuple(st.session_state.orders_status),
@@ -45,6 +59,7 @@ state = view.ViewState(
     date_from=st.session_state.orders_from,
     date_to=st.session_state.orders_to,
     text=st.session_state.orders_q,
+    customer=st.session_state.orders_customer,
     page=st.session_state.orders_page,
     order=st.session_state.orders_open,
 )

@@ -250,3 +250,20 @@ def test_new_order_adds_a_customer_on_the_spot_and_picks_them(db, shop):
     at.button(key="new_order_place").click().run()
     page = list_orders(db, shop.tenant.id, CLI)
     assert page.rows[0]["customer_name"] == "Grace Hopper"
+
+
+def test_the_customer_filter_is_in_the_url_and_another_shops_customer_is_ignored(db, shop, other_tenant):
+    grace = customers.add_customer(db, shop.tenant.id, CLI, name="Grace Hopper")["id"]
+    hers = handlers.place_order(db, shop.tenant.id, CLI, customer_id=grace, lines=[("BLUE", 1)])
+    at = orders_page(shop, "clerk")
+    at.selectbox(key="orders_customer").select(grace).run()
+    assert orders_shown(at) == [f"#{hers['number']}"]
+    assert at.query_params.get("customer") == grace
+
+    shared = orders_page(shop, "clerk", customer=grace)
+    assert orders_shown(shared) == [f"#{hers['number']}"]
+
+    stranger = seed_shop(db, other_tenant).customer
+    foreign = orders_page(shop, "clerk", customer=stranger)
+    assert not foreign.exception
+    assert len(orders_shown(foreign)) == len(shop.orders) + 1  # no filter: this shop's orders only
