@@ -313,7 +313,6 @@ with payments_tab:
         )
     else:
         st.info("No gateway yet: charges cannot go through until one is added below.")
-    plain = [{k: v for k, v in g.items() if k != "token_set"} for g in gateways]
     with st.form("settings_gateway"):
         st.markdown("**Add or replace a gateway** (new ones are tried last)")
         c = st.columns(4)
@@ -328,26 +327,16 @@ with payments_tab:
         entry = {"name": gw_name.strip(), "kind": gw_kind} | (
             {"url": gw_url.strip()} if gw_kind == "http" else {}
         )
-        replacing = entry["name"] in [g["name"] for g in plain]
-        wanted = [entry if g["name"] == entry["name"] else g for g in plain] if replacing else [*plain, entry]
         _save(
-            lambda: payments.set_gateways(
-                db,
-                ctx.tenant_id,
-                ctx.actor,
-                wanted,
-                tokens={entry["name"]: gw_token} if gw_token else None,
-            ),
+            lambda: payments.save_gateway(db, ctx.tenant_id, ctx.actor, entry, token=gw_token or None),
             f"Gateway {entry['name']} saved.",
         )
-    if plain:
+    if gateways:
         c = st.columns([2, 1])
-        gone = c[0].selectbox("Remove a gateway", [g["name"] for g in plain], key="settings_gw_remove")
+        gone = c[0].selectbox("Remove a gateway", [g["name"] for g in gateways], key="settings_gw_remove")
         if c[1].button("Remove gateway", key="settings_gw_remove_btn"):
             _save(
-                lambda: payments.set_gateways(
-                    db, ctx.tenant_id, ctx.actor, [g for g in plain if g["name"] != gone]
-                ),
+                lambda: payments.remove_gateway(db, ctx.tenant_id, ctx.actor, gone),
                 f"Gateway {gone} removed; charges in progress there are retried on the others.",
             )
     with st.form("settings_retry"):

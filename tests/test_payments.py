@@ -14,7 +14,7 @@ from fakes import FakeGateway
 
 from core import catalog, customers, inventory, projections, tenants
 from core.commands import CLI, SYSTEM, Actor
-from core.errors import PermissionDenied, ValidationError
+from core.errors import NotFound, PermissionDenied, ValidationError
 from core.orders.handlers import cancel_order, expire_reservations, pay_order, place_order
 from core.orders.model import IllegalTransition
 from core.payments import refunds as refunds_service
@@ -577,3 +577,22 @@ def test_refunds_rebuild_equal_and_stay_in_their_tenant(db, owner, tenant, other
     projections.rebuild(db, tenant.id, projections.registry()["payments"])
     assert rows() == live
     assert refunds_service.list_refunds(db, other_tenant.id, CLI) == []
+
+
+def test_saving_a_gateway_replaces_it_in_place_or_adds_it_last_and_removing_needs_a_known_name(db, tenant):
+    sim = {"name": "sim", "kind": "simulated"}
+    payments.set_gateways(db, tenant.id, CLI, [sim, {"name": "backup", "kind": "simulated"}])
+    payments.save_gateway(db, tenant.id, CLI, {"name": "sim", "kind": "http", "url": "http://127.0.0.1:9/"})
+    payments.save_gateway(db, tenant.id, CLI, {"name": "third", "kind": "simulated"}, token="t0k")
+    listed = payments.gateway_settings(db, tenant.id, CLI)["gateways"]
+    assert [(g["name"], g["kind"], g["token_set"]) for g in listed] == [
+        ("sim", "http", False),
+        ("backup", "simulated", False),
+        ("third", "simulated", True),
+    ]
+    payments.remove_gateway(db, tenant.id, CLI, "backup")
+    assert [g["name"] for g in payments.gateway_settings(db, tenant.id, CLI)["gateways"]] == ["sim", "third"]
+    with pytest.raises(NotFound):
+        payments.remove_gateway(db, tenant.id, CLI, "nope")
+    with pytest.raises(PermissionDenied):
+        payments.save_gateway(db, tenant.id, Actor("mia", "manager"), sim)

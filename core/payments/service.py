@@ -132,6 +132,33 @@ def set_gateways(
     return execute(db, tenant_id, actor, "settings.manage", key, handle)
 
 
+def save_gateway(
+    db: Database, tenant_id: object, actor: Actor, gateway: dict[str, Any], *, token: str | None = None
+) -> list[dict[str, Any]]:
+    """Add a gateway (tried after the others) or replace the one of the same name, keeping its place."""
+    current = _configured(db, tenant_id, actor)
+    name = gateway.get("name") if isinstance(gateway, dict) else None
+    if any(g["name"] == name for g in current):
+        wanted = [gateway if g["name"] == name else g for g in current]
+    else:
+        wanted = [*current, gateway]
+    return set_gateways(db, tenant_id, actor, wanted, tokens={name: token} if token and name else None)
+
+
+def remove_gateway(db: Database, tenant_id: object, actor: Actor, name: str) -> list[dict[str, Any]]:
+    """Take a gateway off the list; charges pending there are tried on the others."""
+    current = _configured(db, tenant_id, actor)
+    if not any(g["name"] == name for g in current):
+        raise NotFound(f"no gateway '{str(name)[:40]}'")
+    return set_gateways(db, tenant_id, actor, [g for g in current if g["name"] != name])
+
+
+def _configured(db: Database, tenant_id: object, actor: Actor) -> list[dict[str, Any]]:
+    require(actor, "settings.manage")
+    with db.tenant(tenant_id) as conn:
+        return list(conn.execute(POLICY).fetchone()[4])
+
+
 def _first_error(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
