@@ -113,6 +113,27 @@ def sign_in(page, url: str, login: str) -> None:
         raise
 
 
+def settle(page) -> None:
+    """Wait until the script run the last action started has finished: on a loaded machine a click that
+    lands while Streamlit is still re-rendering the page can be dropped with the elements it hit."""
+    idle = page.locator("[data-testid=stApp][data-test-script-state=notRunning]")
+    for _ in range(2):  # a run can start right after the first one ends (query params, a rerun)
+        idle.wait_for(timeout=30_000)
+        page.wait_for_timeout(300)
+
+
+def act(page, button, expected: str, name: str) -> None:
+    """Click a button once the page is still, then wait for the sentence its command answers with."""
+    settle(page)
+    button.click()
+    try:
+        page.get_by_text(expected).wait_for(timeout=30_000)
+    except Exception:
+        shot(page, f"failed-{name}")
+        raise
+    settle(page)
+
+
 def table_cells(page) -> list[str]:
     """The cells of the page's tables (Streamlit draws them on a canvas; the cells are there for a11y)."""
     return [t.strip() for t in page.locator("[role=gridcell]").all_text_contents()]
@@ -193,9 +214,9 @@ def test_a_clerk_places_pays_and_ships_an_order_then_finds_it_and_its_timeline(
     # Place: the first customer and product are picked; add one line and place it.
     page.goto(f"{app_server}/new-order")
     page.get_by_role("heading", name="New order").wait_for(timeout=20_000)
+    settle(page)
     page.get_by_role("button", name="Add line").click()
-    page.get_by_role("button", name="Place order").click()
-    page.get_by_text("reserved in full").wait_for(timeout=20_000)
+    act(page, page.get_by_role("button", name="Place order"), "reserved in full", "place")
     [placed] = [
         o
         for o in list_orders(db, tenant.id, CLI).rows
@@ -205,14 +226,12 @@ def test_a_clerk_places_pays_and_ships_an_order_then_finds_it_and_its_timeline(
 
     # Pay, then ship with a carrier and a tracking number, from the order's detail (opened by URL).
     page.goto(f"{app_server}/orders?order={number}")
-    page.get_by_role("button", name="Record payment of").click()
-    page.get_by_text(f"Order #{number} is now paid.").wait_for(timeout=20_000)
+    page.get_by_role("button", name="Record payment of").wait_for(timeout=20_000)
+    act(page, page.get_by_role("button", name="Record payment of"), f"Order #{number} is now paid.", "pay")
     # The order's own ship form (the bulk one has a Carrier field too, folded away in its expander).
     page.locator("input[aria-label='Carrier']:visible").fill("DHL")
     page.locator("input[aria-label='Tracking number']:visible").fill("JD0146000001")
-    page.get_by_role("button", name="Ship", exact=True).click()
-    page.get_by_text(f"Order #{number} is now shipped.").wait_for(timeout=20_000)
-    page.wait_for_timeout(1500)  # the rerun replaces the page's elements; let the old ones go
+    act(page, page.get_by_role("button", name="Ship", exact=True), f"Order #{number} is now shipped.", "ship")
     page.get_by_role("tab", name="Timeline").last.click()
     page.wait_for_timeout(1000)
     assert "Order shipped" in table_cells(page)
