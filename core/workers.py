@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -46,6 +47,27 @@ def follow_projections(db: Database, batch: int = 2000) -> int:
     return done
 
 
+def sync_analytics(db: Database) -> int:
+    """Bring every tenant's analytic store up to date (a quick no-op when nothing is new). Another worker
+    syncing the same tenant holds its advisory lock: this one skips that tenant and tries next time."""
+    from core.analytics import store  # imports duckdb and pyarrow: only in processes that sync
+
+    # A time budget per run, starting where the last run stopped: a tenant catching up on a long history
+    # neither starves the worker's other jobs (they share its CPU) nor keeps the others waiting.
+    tenants = list_tenants(db)
+    start, deadline, done = _analytics_cursor[0], time.monotonic() + ANALYTICS_BUDGET_S, 0
+    for n in range(len(tenants)):
+        done += store.sync(db, tenants[(start + n) % len(tenants)].id)
+        if time.monotonic() > deadline:
+            _analytics_cursor[0] = (start + n + 1) % len(tenants)
+            break
+    return done
+
+
+ANALYTICS_BUDGET_S = 0.5
+_analytics_cursor = [0]  # which tenant the next run starts with (in memory: any order is correct)
+
+
 def expire_all(db: Database) -> int:
     """Release every reservation that ran out unpaid, in every tenant."""
     return sum(len(expire_reservations(db, t.id, SYSTEM)) for t in list_tenants(db))
@@ -73,6 +95,7 @@ JOBS: dict[str, tuple[Callable[[Database, str], int | BatchReport], float]] = {
     "payments": (charge_payments, 1.0),
     "refunds": (send_refunds, 2.0),
     "notifications": (send_notifications, 0.5),
+    "analytics": (lambda db, _worker: sync_analytics(db), 1.0),
 }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -256,3 +257,193 @@ def test_a_reader_process_sees_consistent_states_while_the_writer_syncs(db, tena
     followable(db, tenant.id)
     sync(db, tenant.id, tmp_path)
     assert connect(tenant.id, tmp_path).execute("SELECT count(*) FROM orders").fetchone()[0] == placed
+
+
+def test_products_customers_and_allocations_equal_the_read_models(db, tenant, tmp_path):
+    customer = setup_shop(db, tenant.id)
+    catalog.add_warehouse(db, tenant.id, CLI, code="EAST", name="East", priority=200)
+    catalog.add_product(db, tenant.id, CLI, sku="PLATE", name="Plate", category="kitchen", price=900)
+    inventory.receive(db, tenant.id, CLI, sku="PLATE", warehouse="MAIN", quantity=3)
+    inventory.receive(db, tenant.id, CLI, sku="PLATE", warehouse="EAST", quantity=3)
+    some_orders(db, tenant.id, customer)
+    place_order(db, tenant.id, CLI, customer_id=customer, lines=[("PLATE", 5), ("MUG", 1)])  # split
+    # updates that carry only the changed fields, and (de)activations
+    catalog.update_product(db, tenant.id, CLI, "MUG", price=1300)
+    catalog.update_product(db, tenant.id, CLI, "CUP", name="Tea cup", category="kitchen")
+    catalog.update_product(db, tenant.id, CLI, "MUG", name="Big mug")
+    catalog.set_product_active(db, tenant.id, CLI, "CUP", False)
+    catalog.set_product_active(db, tenant.id, CLI, "PLATE", False)
+    catalog.set_product_active(db, tenant.id, CLI, "PLATE", True)
+    bob = customers.add_customer(db, tenant.id, CLI, name="Bob", email="bob@example.com")["id"]
+    cy = customers.add_customer(db, tenant.id, CLI, name="Cy", at=datetime(2026, 1, 5, 9, tzinfo=UTC))["id"]
+    customers.update_customer(db, tenant.id, CLI, bob, email="robert@example.com")
+    customers.update_customer(db, tenant.id, CLI, customer, name="Ada L.")
+    customers.set_customer_active(db, tenant.id, CLI, bob, False)
+    customers.set_customer_active(db, tenant.id, CLI, cy, False)
+    customers.set_customer_active(db, tenant.id, CLI, cy, True)
+    followable(db, tenant.id)
+    sync(db, tenant.id, tmp_path, batch=7)  # several segments: folding must work across them
+    con = connect(tenant.id, tmp_path)
+    with db.tenant(tenant.id) as conn:
+        pg_products = conn.execute(
+            "SELECT sku, name, category, price, active FROM products ORDER BY sku"
+        ).fetchall()
+        pg_customers = conn.execute(
+            "SELECT id::text, name, email, (created_at AT TIME ZONE 'UTC'), active FROM customers ORDER BY 1"
+        ).fetchall()
+        pg_allocations = conn.execute(
+            "SELECT order_id::text, sku, warehouse, quantity::bigint FROM order_allocations ORDER BY 1, 2, 3"
+        ).fetchall()
+        placed_at = dict(conn.execute("SELECT id::text, placed_at AT TIME ZONE 'UTC' FROM orders").fetchall())
+    assert len(pg_products) == 3 and len(pg_customers) == 3 and len(pg_allocations) >= 12
+    assert con.execute("SELECT sku, name, category, price, active FROM products ORDER BY sku").fetchall() == (
+        pg_products
+    )
+    assert (
+        con.execute(
+            "SELECT customer_id, name, email, created_at, active FROM customers ORDER BY 1"
+        ).fetchall()
+        == pg_customers
+    )
+    duck_allocations = con.execute(
+        'SELECT order_id, sku, warehouse, quantity, "at" FROM order_allocations ORDER BY 1, 2, 3'
+    ).fetchall()
+    assert [r[:4] for r in duck_allocations] == pg_allocations
+    assert {r[1:3] for r in duck_allocations if r[1] == "PLATE"} >= {("PLATE", "MAIN"), ("PLATE", "EAST")}
+    assert all(r[4] == placed_at[r[0]] for r in duck_allocations)  # reserved when placed
+    # the typed columns the reports rely on
+    types = dict(
+        con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns"
+            " WHERE table_name = 'order_allocations'"
+        ).fetchall()
+    )
+    assert types["quantity"] == "BIGINT" and types["at"] == "TIMESTAMP"
+    con.close()
+
+
+def test_a_store_in_the_old_format_still_loads_and_is_rebuilt(db, tenant, tmp_path):
+    customer = setup_shop(db, tenant.id)
+    some_orders(db, tenant.id, customer, n=3)
+    followable(db, tenant.id)
+    # Make the store look as format 1 wrote it: only the first four tables.
+    old_tables = ("order_facts", "order_lines", "payment_attempts", "stock_movements")
+    sync(db, tenant.id, tmp_path)
+    directory = store.tenant_dir(tenant.id, tmp_path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    for table in set(manifest["segments"]) - set(old_tables):
+        for f in manifest["segments"].pop(table):
+            (directory / f).unlink()
+    manifest["format"] = 1
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+    assert manifest["format"] == 1 and set(manifest["segments"]) == set(old_tables)
+    con = connect(tenant.id, tmp_path)  # loads: the new tables are there, empty
+    assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 3
+    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 0
+    con.close()
+    old_files = {f for files in manifest["segments"].values() for f in files}
+
+    with db.tenant(tenant.id) as conn:
+        events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert sync(db, tenant.id, tmp_path) == events  # rebuilt from the start of the log
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["format"] == store.FORMAT_VERSION and manifest["events"] == events
+    assert {r["file"] for r in manifest["retired"]} == old_files
+    assert not old_files & {f for files in manifest["segments"].values() for f in files}
+    con = connect(tenant.id, tmp_path)
+    assert con.execute("SELECT count(*) FROM orders").fetchone()[0] == 3
+    assert con.execute("SELECT count(*) FROM products").fetchone()[0] == 2
+    assert duck_figures(con) == pg_figures(db, tenant.id)
+    con.close()
+
+
+def visible_after(tid, order_id: str, timeout: float = 10.0) -> float:
+    """Seconds until order_id shows in a fresh connect() of the worker's store (data_dir from settings)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        con = connect(tid)
+        seen = con.execute("SELECT count(*) FROM orders WHERE order_id = ?", [order_id]).fetchone()[0]
+        con.close()
+        if seen:
+            return time.perf_counter() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"order {order_id} not in the analytic store after {timeout} s")
+
+
+def test_the_worker_keeps_the_store_fresh_also_under_load(db, tenant, owner_url):
+    """Two real `oms worker` processes (the second must be harmless) sync the store under the session's
+    data dir; an order shows up in connect() within 5 s, also while another thread keeps placing orders."""
+    import threading
+
+    customer = setup_shop(db, tenant.id)
+    for sku in ("MUG", "CUP"):
+        inventory.receive(db, tenant.id, CLI, sku=sku, warehouse="MAIN", quantity=100_000)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "worker", "--heartbeat", "0.5"],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    stop, load, errors = threading.Event(), [], []
+
+    def keep_placing() -> None:
+        try:
+            while not stop.is_set():
+                o = place_order(db, tenant.id, CLI, customer_id=customer, lines=[("MUG", 1), ("CUP", 1)])
+                load.append(o["order_id"])
+        except Exception as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    try:
+        first = place_order(db, tenant.id, CLI, customer_id=customer, lines=[("MUG", 1)])
+        visible_after(tenant.id, first["order_id"], timeout=60)  # the workers have started and synced
+        idle = []
+        for _ in range(3):
+            o = place_order(db, tenant.id, CLI, customer_id=customer, lines=[("CUP", 1)])
+            idle.append(visible_after(tenant.id, o["order_id"]))
+        thread = threading.Thread(target=keep_placing, daemon=True)
+        thread.start()
+        loaded = []
+        for _ in range(5):
+            time.sleep(0.3)
+            o = place_order(db, tenant.id, CLI, customer_id=customer, lines=[("MUG", 2)])
+            loaded.append(visible_after(tenant.id, o["order_id"]))
+        stop.set()
+        thread.join(timeout=30)
+        print(f"freshness idle {[round(s, 2) for s in idle]} s, under load {[round(s, 2) for s in loaded]} s")
+        assert not errors and len(load) >= 20, (errors, len(load))
+        assert max(idle) < 5 and max(loaded) < 5, (idle, loaded)
+        # Once everything is synced the store holds every order exactly once and counts every event.
+        followable(db, tenant.id)
+        with db.tenant(tenant.id) as conn:
+            events, orders = conn.execute(
+                "SELECT (SELECT count(*) FROM events), (SELECT count(*) FROM orders)"
+            ).fetchone()
+
+        def caught_up():
+            return store.read_manifest(store.tenant_dir(tenant.id), tenant.id)["events"] == events
+
+        deadline = time.monotonic() + 10
+        while not caught_up() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert caught_up()
+        con = connect(tenant.id)
+        assert con.execute("SELECT count(*), count(DISTINCT order_id) FROM orders").fetchone() == (
+            orders,
+            orders,
+        )
+        assert duck_figures(con) == pg_figures(db, tenant.id)
+        con.close()
+        assert all(w.poll() is None for w in workers)
+    finally:
+        stop.set()
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()

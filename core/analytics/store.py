@@ -8,10 +8,11 @@ Layout, one directory per tenant (never shared, so a tenant's connection cannot 
         00000001-order_lines.parquet
         ...
 
-Writer (the worker, `sync`): under a transaction-scoped advisory lock (one writer per tenant), read the
-next batch with `eventstore.read_after` from the checkpoint kept in the manifest, flatten it into
-append-only fact tables, write each as a new Parquet file (temp name, then os.replace), then write the
-new manifest (temp file, fsync, os.replace). The manifest names both the segments and the checkpoint,
+Writer (the worker's `analytics` job, `sync`): under a transaction-scoped advisory lock (one writer per
+tenant and store directory, so any number of workers can run the job), read the next batch with
+`eventstore.read_after` from the checkpoint kept in the manifest, flatten it into append-only fact tables,
+write each as a new Parquet file (temp name, then os.replace), then write the new manifest (temp file,
+fsync, os.replace). The manifest names both the segments and the checkpoint,
 so data and checkpoint change together: a crash before the swap leaves the old manifest (the orphan
 segment is overwritten by the next attempt, which reuses its sequence number); a crash after it loses
 nothing. When segments pile up they are compacted into one file per table; the replaced files stay on
@@ -24,9 +25,25 @@ add the derived views, then `enable_external_access = false`, no extension autol
 `lock_configuration = true`. No DuckDB database file exists, so DuckDB's one-writer file lock never
 comes into play, and a reader always sees exactly one manifest's state (never half a batch).
 
-Tables: order_facts (one row per order event), order_lines (from OrderPlaced), payment_attempts
-(PaymentAttemptFailed and gateway-paid OrderPaid), stock_movements (the stock projection's changes).
-Views: orders (current state per order, derived with arg_max over the stream version), order_events.
+Tables (append-only facts; every timestamp is UTC without zone):
+    order_facts        one row per order event (txid, position, version, order_id, event_type, status, at,
+                       amount, number, channel, customer_id, customer_name, currency, subtotal, tax,
+                       shipping_fee, total, warehouse, carrier, tracking)
+    order_lines        from OrderPlaced (order_id, line_no, sku, name, quantity, unit_price, line_total,
+                       placed_at, channel)
+    payment_attempts   PaymentAttemptFailed and gateway-paid OrderPaid (position, order_id, payment_id,
+                       attempt, gateway, outcome, code, amount, at)
+    stock_movements    the stock projection's changes (position, line, sku, warehouse, kind, on_hand_change,
+                       reserved_change, reason, order_id, at)
+    order_allocations  from OrderReserved (order_id, sku, warehouse, quantity, at, position); an order
+                       reserved again after a failed payment has a row per reservation
+    product_facts      Product{Added,Updated,Deactivated,Reactivated} (position, sku, name, category, price,
+                       active, event_type, at); an update carries only the changed fields (others NULL)
+    customer_facts     Customer{Added,Updated,Deactivated,Reactivated} (position, customer_id, name, email,
+                       event_type, at)
+Views: orders (current state per order, derived with arg_max over the stream version), order_events,
+products (sku, name, category, price, active: latest value of each column per SKU), customers
+(customer_id, name, email, created_at, active).
 """
 
 from __future__ import annotations
@@ -49,11 +66,21 @@ from core.db import Database, as_tenant_id
 from core.inventory import STOCK
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+# 2: order_allocations, product_facts and customer_facts. A store written in an older format still loads
+# (its missing tables are empty); the next sync rebuilds it from the start of the log in the new format.
+FORMAT_VERSION = 2
 GRACE_SECONDS = 300.0
 COMPACT_AFTER = 64  # segments per table before they are merged into one
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))"
 ORDER_PREFIXES = ("Order", "Reservation", "Return", "Refund", "Payment")
+# event type: the active flag it sets (None: leaves it as it was)
+PRODUCT_EVENTS = {
+    "ProductAdded": True,
+    "ProductUpdated": None,
+    "ProductDeactivated": False,
+    "ProductReactivated": True,
+}
+CUSTOMER_EVENTS = ("CustomerAdded", "CustomerUpdated", "CustomerDeactivated", "CustomerReactivated")
 
 TS = pa.timestamp("us")  # UTC, without zone: DuckDB reads it as TIMESTAMP and ::date is the UTC day
 SCHEMAS: dict[str, pa.Schema] = {
@@ -121,6 +148,38 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("at", TS),
         ]
     ),
+    "order_allocations": pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("sku", pa.string()),
+            ("warehouse", pa.string()),
+            ("quantity", pa.int64()),
+            ("at", TS),
+            ("position", pa.int64()),
+        ]
+    ),
+    "product_facts": pa.schema(
+        [
+            ("position", pa.int64()),
+            ("sku", pa.string()),
+            ("name", pa.string()),
+            ("category", pa.string()),
+            ("price", pa.int64()),
+            ("active", pa.bool_()),
+            ("event_type", pa.string()),
+            ("at", TS),
+        ]
+    ),
+    "customer_facts": pa.schema(
+        [
+            ("position", pa.int64()),
+            ("customer_id", pa.string()),
+            ("name", pa.string()),
+            ("email", pa.string()),
+            ("event_type", pa.string()),
+            ("at", TS),
+        ]
+    ),
 }
 
 VIEWS = (
@@ -144,6 +203,22 @@ VIEWS = (
     " coalesce(sum(amount) FILTER (WHERE event_type = 'RefundIssued'), 0) AS refunded_amount"
     " FROM order_facts GROUP BY order_id HAVING count(*) FILTER (WHERE event_type = 'OrderPlaced') > 0",
     'CREATE VIEW order_events AS SELECT position, order_id, event_type, status, "at" FROM order_facts',
+    # Latest state per SKU: an update carries only the changed fields, so each column is folded on its own
+    # (the value of the latest event that has one).
+    "CREATE VIEW products AS SELECT sku,"
+    " arg_max(name, position) FILTER (WHERE name IS NOT NULL) AS name,"
+    " arg_max(category, position) FILTER (WHERE category IS NOT NULL) AS category,"
+    " arg_max(price, position) FILTER (WHERE price IS NOT NULL) AS price,"
+    " arg_max(active, position) FILTER (WHERE active IS NOT NULL) AS active"
+    " FROM product_facts GROUP BY sku HAVING count(*) FILTER (WHERE event_type = 'ProductAdded') > 0",
+    "CREATE VIEW customers AS SELECT customer_id,"
+    " arg_max(name, position) FILTER (WHERE name IS NOT NULL) AS name,"
+    " arg_max(email, position) FILTER (WHERE email IS NOT NULL) AS email,"
+    ' min("at") AS created_at,'
+    " arg_max(CASE event_type WHEN 'CustomerDeactivated' THEN false ELSE true END, position)"
+    " FILTER (WHERE event_type <> 'CustomerUpdated') AS active"
+    " FROM customer_facts GROUP BY customer_id"
+    " HAVING count(*) FILTER (WHERE event_type = 'CustomerAdded') > 0",
 )
 
 REVENUE_BY_DAY = (
@@ -285,6 +360,42 @@ def flatten(events: list[es.RecordedEvent]) -> dict[str, list[dict[str, Any]]]:
                         "at": at,
                     }
                 )
+            if e.event_type == "OrderReserved":
+                for a in d.get("allocations") or ():
+                    rows["order_allocations"].append(
+                        {
+                            "order_id": str(oid),
+                            "sku": a["sku"],
+                            "warehouse": a["warehouse"],
+                            "quantity": a["quantity"],
+                            "at": at,
+                            "position": e.position,
+                        }
+                    )
+        elif e.event_type in PRODUCT_EVENTS and d.get("sku"):
+            rows["product_facts"].append(
+                {
+                    "position": e.position,
+                    "sku": d["sku"],
+                    "name": d.get("name"),
+                    "category": d.get("category"),
+                    "price": d.get("price"),
+                    "active": PRODUCT_EVENTS[e.event_type],
+                    "event_type": e.event_type,
+                    "at": at,
+                }
+            )
+        elif e.event_type in CUSTOMER_EVENTS and d.get("customer_id"):
+            rows["customer_facts"].append(
+                {
+                    "position": e.position,
+                    "customer_id": str(d["customer_id"]),
+                    "name": d.get("name"),
+                    "email": d.get("email"),
+                    "event_type": e.event_type,
+                    "at": at,
+                }
+            )
         try:
             changes = STOCK.changes(e)
         except (KeyError, TypeError):  # an order event of an older shape without stock detail
@@ -318,12 +429,15 @@ def sync(db: Database, tenant_id: object, data_dir: Path | str | None = None, ba
     tid = as_tenant_id(tenant_id)
     directory = tenant_dir(tid, data_dir)
     directory.mkdir(parents=True, exist_ok=True)
+    lock_key = f"analytics:{tid}:{directory.resolve()}"  # one writer per store directory
     total = 0
     while True:
         with db.tenant(tid) as conn:
-            if not conn.execute(TRY_LOCK, [f"analytics:{tid}"]).fetchone()[0]:
+            if not conn.execute(TRY_LOCK, [lock_key]).fetchone()[0]:
                 return total
             manifest = read_manifest(directory, tid)  # read under the lock: no other writer changes it
+            if manifest.get("format", 1) < FORMAT_VERSION:
+                manifest = _restart(manifest, tid)
             cp = manifest["checkpoint"]
             events = es.read_after(conn, int(cp["txid"]), int(cp["position"]), batch)
             if events:
@@ -346,6 +460,17 @@ def _append_segment(directory: Path, manifest: dict[str, Any], events: list[es.R
     manifest["events"] += len(events)
     _fsync_dir(directory)
     _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
+
+
+def _restart(old: dict[str, Any], tid: uuid.UUID) -> dict[str, Any]:
+    """A new-format manifest that starts from the beginning of the log; the old segments are retired (and
+    deleted after the grace period) once a manifest naming the new ones is written."""
+    manifest = empty_manifest(tid)
+    manifest["seq"] = old["seq"]  # new segment names never collide with old files still on disk
+    now = time.time()
+    old_files = [f for files in old["segments"].values() for f in files]
+    manifest["retired"] = old.get("retired", []) + [{"file": f, "at": now} for f in old_files]
+    return manifest
 
 
 def _maintain(directory: Path, manifest: dict[str, Any]) -> None:
@@ -420,6 +545,19 @@ def checkpoint(tenant_id: object, data_dir: Path | str | None = None) -> tuple[i
     tid = as_tenant_id(tenant_id)
     cp = read_manifest(tenant_dir(tid, data_dir), tid)["checkpoint"]
     return int(cp["txid"]), int(cp["position"])
+
+
+def status(tenant_id: object, data_dir: Path | str | None = None) -> dict[str, Any]:
+    """What the app shows and caches by: the manifest's seq (it changes with every sync that took
+    events), the events it holds and when it was last swapped in (None before the first sync)."""
+    tid = as_tenant_id(tenant_id)
+    directory = tenant_dir(tid, data_dir)
+    manifest = read_manifest(directory, tid)
+    try:
+        synced_at = datetime.fromtimestamp((directory / MANIFEST).stat().st_mtime, UTC)
+    except FileNotFoundError:
+        synced_at = None
+    return {"seq": int(manifest["seq"]), "events": int(manifest["events"]), "synced_at": synced_at}
 
 
 # Reports
