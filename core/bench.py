@@ -360,3 +360,522 @@ def worker(notifications: int = 20_000, workers: int = 2, rate: int = 2_000, bat
         "dead": counts["dead"],
         "lost": notifications - len(keys),
     }
+
+
+# --- oms bench ui: the app's pages on a big tenant ---------------------------------------------------
+# The read models of one tenant, filled straight in SQL (generate_series, one transaction per chunk):
+# placing a million orders through the command path would take about 20 minutes at ~900 orders/s, and
+# the pages only read the read models. Every row is shaped as the projections write it.
+UI_FIRST = (
+    "Ada Grace Alan Edsger Barbara Donald Frances John Margaret Ken Radia Dennis Hedy Linus Katherine Tim"
+    " Sophie Niklaus Annie Guido"
+)
+UI_LAST = (
+    "Lovelace Hopper Turing Dijkstra Liskov Knuth Allen McCarthy Hamilton Thompson Perlman Ritchie Lamarr"
+    " Torvalds Johnson Berners-Lee Wilson Wirth Easley Rossum Backus Kay Cerf Hoare Lamport Milner Naur Codd"
+    " Stonebraker Gray"
+)
+UI_WAREHOUSES = (("EAST", "East", 1), ("WEST", "West", 2), ("NORTH", "North", 3))
+UI_CATALOG = (
+    "INSERT INTO warehouses (tenant_id, code, name, region, priority, created_at)"
+    " SELECT oms_current_tenant(), w.code, w.name || ' warehouse', w.code, w.priority, %(start)s"
+    " FROM jsonb_to_recordset(%(warehouses)s::jsonb) AS w (code text, name text, priority int);\n"
+    " INSERT INTO products (tenant_id, sku, name, category, price, active, created_at, updated_at)"
+    " SELECT oms_current_tenant(), 'SKU-' || lpad(k::text, 5, '0'),"
+    " (ARRAY['Red', 'Blue', 'Green', 'Small', 'Large', 'Classic', 'Travel', 'Deluxe', 'Eco', 'Steel'])"
+    "[1 + k %% 10] || ' ' || (ARRAY['mug', 'teapot', 'bowl', 'plate', 'kettle', 'jar', 'tray', 'cup',"
+    " 'vase', 'spoon', 'pan', 'lamp'])[1 + (k / 10) %% 12] || ' ' || k,"
+    " (ARRAY['kitchen', 'table', 'garden', 'office', 'bath', 'gifts', 'outdoor', 'storage'])[1 + k %% 8],"
+    " 300 + (k * 7919) %% 9700, k %% 50 <> 0, %(start)s, %(start)s"
+    " FROM generate_series(1, %(products)s) AS k;\n"
+    " INSERT INTO customers (tenant_id, id, name, email, phone, created_at, updated_at)"
+    " SELECT oms_current_tenant(), md5(%(salt)s || ':c:' || k)::uuid, f.name || ' ' || l.name,"
+    " lower(f.name || '.' || l.name) || k || '@example.com', '+1555' || lpad(k::text, 7, '0'),"
+    " %(start)s + (k - 1) * (%(now)s::timestamptz - %(start)s) / %(customers)s,"
+    " %(start)s + (k - 1) * (%(now)s::timestamptz - %(start)s) / %(customers)s"
+    " FROM generate_series(1, %(customers)s) AS k,"
+    " LATERAL (SELECT (%(first)s::text[])[1 + k %% cardinality(%(first)s::text[])] AS name) f,"
+    " LATERAL (SELECT (%(last)s::text[])[1 + (k / 7) %% cardinality(%(last)s::text[])] AS name) l"
+)
+# One chunk of orders: their heads in a temporary table (status by age: recent orders are still being
+# paid and shipped, older ones mostly delivered), their lines, then the four read models and the stock
+# movements the orders caused.
+UI_CHUNK = """
+CREATE TEMP TABLE bench_o ON COMMIT DROP AS
+SELECT x.*,
+       CASE WHEN x.status = 'partially_shipped' THEN greatest(x.line_count, 2) ELSE x.line_count END AS lines
+FROM (
+    SELECT n, md5(%(salt)s || ':o:' || n)::uuid AS id, 1000 + n AS number, placed_at,
+           md5(%(salt)s || ':c:' || (1 + floor(random() * %(customers)s)::int))::uuid AS customer_id,
+           (ARRAY['web', 'web', 'web', 'web', 'web', 'pos', 'pos', 'marketplace', 'marketplace', 'phone'])
+               [1 + floor(random() * 10)::int] AS channel,
+           CASE WHEN %(now)s::timestamptz - placed_at < interval '1 hour' THEN
+                    CASE WHEN r < 0.6 THEN 'reserved' WHEN r < 0.9 THEN 'paid' WHEN r < 0.95 THEN 'rejected'
+                         ELSE 'payment_pending' END
+                WHEN %(now)s::timestamptz - placed_at < interval '3 days' THEN
+                    CASE WHEN r < 0.3 THEN 'paid' WHEN r < 0.35 THEN 'partially_shipped'
+                         WHEN r < 0.85 THEN 'shipped' WHEN r < 0.9 THEN 'cancelled'
+                         WHEN r < 0.95 THEN 'expired'
+                         WHEN r < 0.97 THEN 'rejected' ELSE 'payment_failed' END
+                ELSE CASE WHEN r < 0.8 THEN 'delivered' WHEN r < 0.85 THEN 'cancelled'
+                          WHEN r < 0.9 THEN 'expired'
+                          WHEN r < 0.92 THEN 'rejected' WHEN r < 0.95 THEN 'refunded'
+                          WHEN r < 0.97 THEN 'partially_refunded' WHEN r < 0.98 THEN 'shipped'
+                          ELSE 'payment_failed' END
+           END AS status,
+           (ARRAY[1, 1, 1, 2, 2, 3])[1 + floor(random() * 6)::int] AS line_count,
+           floor(random() * %(products)s)::int AS p0,
+           (ARRAY['EAST', 'EAST', 'EAST', 'WEST', 'WEST', 'NORTH'])[1 + floor(random() * 6)::int] AS wh
+    FROM (SELECT n, random() AS r,
+                 %(start)s::timestamptz
+                     + (n - 1) * (%(now)s::timestamptz - %(start)s::timestamptz) / %(orders)s
+                     + random() * interval '50 seconds' AS placed_at
+          FROM generate_series(%(lo)s::int, %(hi)s::int) AS n) g
+) x;
+
+CREATE TEMP TABLE bench_l ON COMMIT DROP AS
+SELECT o.id AS order_id, o.n, o.number, o.placed_at, o.status, i AS line_no, p.sku, p.name,
+       p.price AS unit_price,
+       1 + floor(random() * 3)::int AS quantity,
+       CASE WHEN o.status = 'partially_shipped' AND i > 1
+            THEN CASE WHEN o.wh = 'EAST' THEN 'WEST' ELSE 'EAST' END
+            ELSE o.wh END AS warehouse,
+       CASE WHEN o.status IN ('reserved', 'payment_pending', 'paid') THEN 'reserved'
+            WHEN o.status = 'partially_shipped' THEN CASE WHEN i = 1 THEN 'shipped' ELSE 'reserved' END
+            WHEN o.status IN ('cancelled', 'expired', 'payment_failed') THEN 'released'
+            WHEN o.status = 'rejected' THEN NULL
+            ELSE 'shipped' END AS state
+FROM bench_o o CROSS JOIN LATERAL generate_series(1, o.lines) AS i
+JOIN products p ON p.sku = 'SKU-'
+    || lpad((1 + (o.p0 + (i - 1) * greatest(%(products)s / 3, 1)) %% %(products)s)::text, 5, '0');
+
+INSERT INTO orders (tenant_id, id, number, customer_id, customer_name, channel, status, currency,
+                    subtotal, shipping_fee, tax, total, paid_amount, refunded_amount, placed_at,
+                    reserved_until, paid_at, shipped_at, delivered_at, closed_at, updated_at, version)
+SELECT oms_current_tenant(), o.id, o.number, o.customer_id, c.name, o.channel, o.status, %(currency)s,
+       m.subtotal, m.fee, 0, m.subtotal + m.fee,
+       CASE WHEN paid THEN m.subtotal + m.fee ELSE 0 END,
+       CASE o.status WHEN 'refunded' THEN m.subtotal + m.fee
+                     WHEN 'partially_refunded' THEN (m.subtotal + m.fee) / 3 ELSE 0 END,
+       o.placed_at,
+       CASE WHEN o.status = 'reserved' THEN o.placed_at + interval '30 minutes' END,
+       CASE WHEN paid THEN o.placed_at + interval '4 minutes' END,
+       CASE WHEN shipped THEN least(%(now)s::timestamptz, o.placed_at + interval '20 hours') END,
+       CASE WHEN delivered THEN o.placed_at + interval '3 days' END,
+       CASE WHEN o.status IN ('rejected', 'cancelled', 'expired', 'refunded')
+            THEN least(%(now)s::timestamptz, o.placed_at + interval '30 minutes') END,
+       least(%(now)s::timestamptz, o.placed_at + CASE WHEN delivered THEN interval '3 days'
+                                                    WHEN shipped THEN interval '20 hours'
+                                                    ELSE interval '30 minutes' END),
+       2 + paid::int + shipped::int + delivered::int + (o.status LIKE '%%refunded')::int
+FROM bench_o o
+JOIN customers c ON c.id = o.customer_id
+JOIN (SELECT order_id, sum(quantity * unit_price) AS subtotal,
+             CASE WHEN sum(quantity * unit_price) >= 5000 THEN 0 ELSE 495 END AS fee
+      FROM bench_l GROUP BY order_id) m ON m.order_id = o.id,
+LATERAL (SELECT o.status IN ('paid', 'partially_shipped', 'shipped', 'delivered', 'refunded',
+                             'partially_refunded') AS paid,
+                o.status IN ('partially_shipped', 'shipped', 'delivered', 'refunded', 'partially_refunded')
+                    AS shipped,
+                o.status IN ('delivered', 'refunded', 'partially_refunded') AS delivered) f;
+
+INSERT INTO order_lines (tenant_id, order_id, line_no, sku, name, quantity, unit_price, line_total,
+                         returned_quantity)
+SELECT oms_current_tenant(), order_id, line_no, sku, name, quantity, unit_price, quantity * unit_price,
+       CASE WHEN status = 'refunded' OR (status = 'partially_refunded' AND line_no = 1) THEN quantity
+            ELSE 0 END
+FROM bench_l;
+
+INSERT INTO order_allocations (tenant_id, order_id, sku, warehouse, quantity, state)
+SELECT oms_current_tenant(), order_id, sku, warehouse, quantity, state FROM bench_l WHERE state IS NOT NULL;
+
+INSERT INTO shipments (tenant_id, order_id, warehouse, carrier, tracking, shipped_at)
+SELECT DISTINCT ON (order_id, warehouse) oms_current_tenant(), order_id, warehouse,
+       (ARRAY['UPS', 'DHL', 'FedEx', 'USPS'])[1 + n %% 4], 'TRK' || number || warehouse,
+       least(%(now)s::timestamptz, placed_at + interval '20 hours')
+FROM bench_l WHERE state = 'shipped';
+
+INSERT INTO stock_movements (tenant_id, position, line, sku, warehouse, kind, on_hand_change, reserved_change,
+                             reason, order_id, actor, at)
+SELECT oms_current_tenant(), n * 4, line_no, sku, warehouse, 'reserve', 0, quantity, '', order_id, 'bench',
+       placed_at
+FROM bench_l WHERE state IS NOT NULL
+UNION ALL
+SELECT oms_current_tenant(), n * 4 + 1, line_no, sku, warehouse,
+       CASE state WHEN 'shipped' THEN 'ship' WHEN 'released' THEN
+           CASE status WHEN 'expired' THEN 'expire' ELSE 'release' END END,
+       CASE state WHEN 'shipped' THEN -quantity ELSE 0 END, -quantity,
+       CASE state WHEN 'shipped' THEN 'TRK' || number || warehouse ELSE '' END, order_id, 'bench',
+       least(%(now)s::timestamptz, placed_at + CASE state WHEN 'shipped' THEN interval '20 hours'
+                                                    ELSE interval '30 minutes' END)
+FROM bench_l WHERE state IN ('shipped', 'released');
+"""
+# Stock per SKU and warehouse: what the reserved allocations hold, plus what is free (a few rows near
+# or below their reorder point), and the delivery that brought it in.
+UI_STOCK = """
+INSERT INTO stock (tenant_id, sku, warehouse, on_hand, reserved, reorder_point, updated_at)
+SELECT oms_current_tenant(), p.sku, w.code,
+       coalesce(a.reserved, 0) + CASE WHEN random() < 0.05 THEN floor(random() * 15)::int
+                                      ELSE 40 + floor(random() * 800)::int END,
+       coalesce(a.reserved, 0), 20, %(now)s
+FROM products p CROSS JOIN warehouses w
+LEFT JOIN (SELECT sku, warehouse, sum(quantity)::int AS reserved FROM order_allocations
+           WHERE state = 'reserved' GROUP BY sku, warehouse) a ON a.sku = p.sku AND a.warehouse = w.code;
+INSERT INTO stock_movements (tenant_id, position, line, sku, warehouse, kind, on_hand_change, reserved_change,
+                             reason, order_id, actor, at)
+SELECT oms_current_tenant(), 0, row_number() OVER (ORDER BY sku, warehouse)::int, sku, warehouse, 'receive',
+       on_hand, 0, 'opening stock', NULL, 'bench', %(start)s
+FROM stock;
+"""
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, to send one by one (a statement with parameters goes alone)."""
+    return [s for s in script.split(";\n") if s.strip()]
+
+
+UI_TABLES = (
+    "customers",
+    "products",
+    "warehouses",
+    "orders",
+    "order_lines",
+    "order_allocations",
+    "shipments",
+    "stock",
+    "stock_movements",
+)
+
+
+def _fill_ui_tenant(
+    db: Database,
+    tenant: tn.Tenant,
+    orders: int,
+    customers: int,
+    products: int,
+    days: int,
+    chunk: int,
+    progress: bool,
+) -> dict:
+    """Fill the tenant's read models; return the fill's seconds and row counts."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    import psycopg
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from core.db import owner_url
+
+    now = datetime.now(UTC)
+    params = {
+        "salt": str(tenant.id),
+        "now": now,
+        "start": now - timedelta(days=days),
+        "orders": orders,
+        "customers": customers,
+        "products": products,
+        "currency": tenant.currency,
+        "first": UI_FIRST.split(),
+        "last": UI_LAST.split(),
+        "warehouses": json.dumps([{"code": c, "name": n, "priority": p} for c, n, p in UI_WAREHOUSES]),
+    }
+    started = time.perf_counter()
+    with db.tenant(tenant.id) as conn:
+        for statement in _statements(UI_CATALOG):
+            conn.execute(statement, params)
+    bar = Progress(
+        TextColumn("filling orders"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        disable=not progress,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("orders", total=orders)
+        for lo in range(1, orders + 1, chunk):
+            hi = min(orders, lo + chunk - 1)
+            with db.tenant(tenant.id) as conn:
+                for statement in _statements(UI_CHUNK):
+                    conn.execute(statement, {**params, "lo": lo, "hi": hi})
+            bar.update(task, completed=hi)
+    with db.tenant(tenant.id) as conn:
+        for statement in _statements(UI_STOCK):
+            conn.execute(statement, params)
+    filled = time.perf_counter() - started
+    # The owner: the tenant's order numbers go on after the filled ones, and ANALYZE (only an owner may).
+    with psycopg.connect(owner_url(), autocommit=True) as owner:
+        owner.execute("SELECT setval(oms_order_number_sequence(%s), %s)", [tenant.id, 1000 + orders])
+        for table in UI_TABLES:
+            owner.execute(f"ANALYZE {table}")
+    with db.tenant(tenant.id) as conn:
+        rows = {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in UI_TABLES}
+    return {
+        "fill_s": round(filled, 1),
+        "analyze_s": round(time.perf_counter() - started - filled, 1),
+        "rows": rows,
+    }
+
+
+def ui(
+    orders: int = 1_000_000,
+    runs: int = 5,
+    customers: int = 5_000,
+    products: int = 300,
+    days: int = 730,
+    chunk: int = 50_000,
+    progress: bool = True,
+) -> dict:
+    """Server time of the first render of Overview, Orders and Inventory for a fresh tenant with `orders`
+    orders, signed in as its owner, through Streamlit's AppTest; then the median of `runs` reruns.
+
+    The tenant's read models (customers, products, warehouses, orders, order lines, allocations,
+    shipments, stock, stock movements) are filled directly in SQL, not through the command path, so the
+    tenant has no events: the pages read only the read models, and placing a million orders as commands
+    would take about 20 minutes. Statuses follow the orders' age (recent ones reserved, paid or shipping,
+    older ones mostly delivered), over `days` days, `customers` customers, `products` SKUs and three
+    warehouses; order numbers run from 1001 as the app's own do, and the number sequence continues after.
+
+    The first pass renders the three pages once in this process (imports, plotly's first figure, the
+    pool): `cold_ms`. A second, new browser session then gives `first_ms`, the first render as a person
+    opening the page on a running server gets it, and `median_ms` over `runs` reruns of the same page."""
+    # The one place core reaches into app/ (lazily, so core still never imports Streamlit otherwise): this
+    # benchmark drives the app's pages.
+    from app import page_timing
+    from core import auth
+
+    db = Database(application_name="oms-bench", max_size=2)
+    tenant = tn.create_tenant(db, f"bench ui {uuid.uuid4().hex[:6]}")
+    password = f"bench-{uuid.uuid4().hex}"
+    tn.add_user(db, tenant.id, "owner", "owner", password, display_name="Bench owner")
+    fill = _fill_ui_tenant(db, tenant, orders, customers, products, days, chunk, progress)
+    with db.tenant(tenant.id) as conn:
+        expected = conn.execute(
+            "SELECT (SELECT max(number) FROM orders),"
+            " (SELECT count(*) FROM orders WHERE status = 'reserved'),"
+            " (SELECT count(*) FROM orders WHERE status IN ('paid', 'partially_shipped'))"
+        ).fetchone()
+    session = auth.authenticate(db, f"owner@{tenant.slug}", password)
+    db.close()
+
+    cold, _ = page_timing.render_pass(session)
+    timed, shown = page_timing.render_pass(session, reruns=runs)
+    pages = {
+        name: {
+            "cold_ms": round(cold[name][0], 1),
+            "first_ms": round(ms[0], 1),
+            "median_ms": round(statistics.median(ms[1:] or ms), 1),
+        }
+        for name, ms in timed.items()
+    }
+    return {
+        "benchmark": "ui",
+        "orders": orders,
+        "tenant": tenant.slug,
+        **fill,
+        "pages": pages,
+        "max_first_ms": max(p["first_ms"] for p in pages.values()),
+        "shown": shown,
+        "expected": {
+            "newest_order": f"#{expected[0]}",
+            "pending_payments": expected[1],
+            "to_ship": expected[2],
+        },
+        "runs": runs,
+        "cores": os.cpu_count(),
+    }
+
+
+# The analytic store: a tenant's log filled in bulk SQL, then sync, reports and freshness.
+
+AN_EVENTS = """
+WITH o AS (
+    SELECT i, md5(%(salt)s::text || i)::uuid AS id, 1000 + i AS number,
+           (ARRAY['web', 'pos', 'marketplace', 'phone'])[1 + i %% 4] AS channel,
+           1 + i %% 3 AS qty, 1250 AS price, 100 * (i %% 2) AS fee,
+           %(start)s::timestamptz + (i * %(step)s::float8) * interval '1 second' AS at
+    FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS i
+), e AS (
+    SELECT o.*, o.qty * o.price AS subtotal, (o.qty * o.price * 2000 + 5000) / 10000 AS tax FROM o
+)
+INSERT INTO events (tenant_id, stream_id, version, event_id, event_type, data, metadata, recorded_at)
+SELECT oms_current_tenant(), 'order-' || e.id, k.version,
+       md5(%(salt)s::text || e.i || '/' || k.version)::uuid, k.type, k.data, '{"actor": "bench"}'::jsonb, e.at
+FROM e CROSS JOIN LATERAL (VALUES
+    (1, 'OrderPlaced', jsonb_build_object('order_id', e.id, 'number', e.number,
+        'customer_id', %(customer)s::text,
+        'customer_name', 'Bench', 'channel', e.channel, 'currency', 'EUR',
+        'lines', jsonb_build_array(jsonb_build_object('line_no', 1, 'sku', 'MUG', 'name', 'Mug',
+                                                      'quantity', e.qty, 'unit_price', e.price)),
+        'subtotal', e.subtotal, 'shipping_fee', e.fee, 'tax', e.tax, 'total', e.subtotal + e.fee + e.tax,
+        'status', 'placed', 'at', e.at)),
+    (2, 'OrderReserved', jsonb_build_object('order_id', e.id,
+        'allocations', jsonb_build_array(jsonb_build_object('sku', 'MUG', 'warehouse', 'MAIN',
+                                                            'quantity', e.qty)),
+        'reserved_until', e.at + interval '30 minutes', 'status', 'reserved', 'at', e.at)),
+    (3, 'OrderPaid', jsonb_build_object('order_id', e.id, 'amount', e.subtotal + e.fee + e.tax,
+        'method', 'card', 'reference', 'bench', 'status', 'paid', 'at', e.at + interval '5 minutes'))
+) AS k (version, type, data)
+WHERE k.version < 3 OR e.i %% 2 = 0
+"""
+# The same orders in PostgreSQL's read model, folded the way the orders projection would.
+AN_ORDERS = """
+WITH o AS (
+    SELECT i, md5(%(salt)s::text || i)::uuid AS id, 1000 + i AS number,
+           (ARRAY['web', 'pos', 'marketplace', 'phone'])[1 + i %% 4] AS channel,
+           (1 + i %% 3) * 1250 AS subtotal, 100 * (i %% 2) AS fee,
+           %(start)s::timestamptz + (i * %(step)s::float8) * interval '1 second' AS at
+    FROM generate_series(%(lo)s::bigint, %(hi)s::bigint) AS i
+), e AS (SELECT o.*, (o.subtotal * 2000 + 5000) / 10000 AS tax FROM o)
+INSERT INTO orders (tenant_id, id, number, customer_id, customer_name, channel, status, currency, subtotal,
+                    shipping_fee, tax, total, paid_amount, placed_at, reserved_until, paid_at, updated_at,
+                    version)
+SELECT oms_current_tenant(), id, number, %(customer)s::uuid, 'Bench', channel,
+       CASE WHEN i %% 2 = 0 THEN 'paid' ELSE 'reserved' END, 'EUR', subtotal, fee, tax, subtotal + fee + tax,
+       CASE WHEN i %% 2 = 0 THEN subtotal + fee + tax ELSE 0 END, at,
+       CASE WHEN i %% 2 = 0 THEN NULL ELSE at + interval '30 minutes' END,
+       CASE WHEN i %% 2 = 0 THEN at + interval '5 minutes' END, at, CASE WHEN i %% 2 = 0 THEN 3 ELSE 2 END
+FROM e
+"""
+AN_PG_REVENUE = (
+    "SELECT (placed_at AT TIME ZONE 'UTC')::date AS day, channel, count(*) AS orders,"
+    " sum(paid_amount - refunded_amount) AS revenue FROM orders WHERE status <> 'rejected'"
+    " GROUP BY 1, 2 ORDER BY 1, 2"
+)
+AN_RSS = """
+import json, resource, sys, time
+from core.analytics import store
+t0 = time.perf_counter()
+con = store.connect(sys.argv[1], sys.argv[2])
+store.revenue_by_day(con)
+print(json.dumps({"connect_s": time.perf_counter() - t0,
+                  "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def analytics(events: int = 5_000_000, chunk: int = 100_000, runs: int = 5, probes: int = 20) -> dict:
+    """Sync throughput, report speed against PostgreSQL, freshness and app memory of the analytic store.
+
+    A new tenant's log is filled directly in SQL (`events` order events: OrderPlaced and OrderReserved
+    for every order, OrderPaid for every other one, about 2.5 per order over a year), with the same
+    orders written to PostgreSQL's `orders` read model as the orders projection folds them. Then: one
+    sync from empty (events/s), the revenue-by-day-by-channel report on DuckDB (fresh connect + query,
+    and the query alone on an open connection) and in SQL on PostgreSQL's read model (medians of
+    `runs`), freshness (`probes` orders placed through the command path, each timed until a fresh
+    connect() shows it, syncing in between as the worker does) and the peak RSS of a new process that
+    connect()s the store and runs the report (the app's side)."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from datetime import UTC, datetime, timedelta
+
+    from core import catalog, customers, inventory
+    from core.analytics import store
+    from core.commands import CLI
+    from core.orders.handlers import place_order
+
+    db = Database(application_name="oms-bench", max_size=2)
+    tenant = tn.create_tenant(db, f"bench analytics {uuid.uuid4().hex[:6]}")
+    catalog.add_warehouse(db, tenant.id, CLI, code="MAIN", name="Main")
+    catalog.add_product(db, tenant.id, CLI, sku="MUG", name="Mug", price=1250)
+    inventory.receive(db, tenant.id, CLI, sku="MUG", warehouse="MAIN", quantity=1_000_000)
+    customer = customers.add_customer(db, tenant.id, CLI, name="Bench")["id"]
+    orders = max(1, round(events / 2.5))
+    start = datetime.now(UTC) - timedelta(days=365)
+    params = {"salt": str(tenant.id), "customer": str(customer), "start": start, "step": 365 * 86400 / orders}
+    t0 = time.perf_counter()
+    for lo in range(1, orders + 1, chunk):
+        with db.tenant(tenant.id) as conn:
+            p = {**params, "lo": lo, "hi": min(orders, lo + chunk - 1)}
+            conn.execute(AN_EVENTS, p)
+            conn.execute(AN_ORDERS, p)
+    import psycopg
+
+    from core.db import owner_url
+
+    with psycopg.connect(owner_url(), autocommit=True) as owner:  # new orders number on after the filled
+        owner.execute("SELECT setval(oms_order_number_sequence(%s), %s)", [tenant.id, 1000 + orders])
+        owner.execute("ANALYZE orders")
+        owner.execute("ANALYZE events")  # without statistics the follower read is a sort of the whole log
+    fill_s = time.perf_counter() - t0
+    with db.tenant(tenant.id) as conn:
+        total_events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    data_dir = Path(tempfile.mkdtemp(prefix="oms-bench-analytics-"))
+
+    t0 = time.perf_counter()
+    synced = store.sync(db, tenant.id, data_dir)
+    sync_s = time.perf_counter() - t0
+
+    def median_ms(fn) -> float:
+        times = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t) * 1000)
+        return round(statistics.median(times), 1)
+
+    def duck_connect_and_query():
+        con = store.connect(tenant.id, data_dir)
+        store.revenue_by_day(con)
+        con.close()
+
+    duck_full_ms = median_ms(duck_connect_and_query)
+    con = store.connect(tenant.id, data_dir)
+    duck_rows = len(store.revenue_by_day(con))
+    duck_query_ms = median_ms(lambda: store.revenue_by_day(con))
+    con.close()
+
+    def pg_query():
+        with db.tenant(tenant.id) as conn:
+            return conn.execute(AN_PG_REVENUE).fetchall()
+
+    pg_rows = len(pg_query())
+    pg_ms = median_ms(pg_query)
+
+    fresh = []
+    for _ in range(probes):
+        placed = place_order(db, tenant.id, CLI, customer_id=customer, lines=[("MUG", 1)])
+        t = time.perf_counter()
+        while True:
+            store.sync(db, tenant.id, data_dir)
+            con = store.connect(tenant.id, data_dir)
+            seen = con.execute(
+                "SELECT count(*) FROM order_facts WHERE order_id = ?", [placed["order_id"]]
+            ).fetchone()[0]
+            con.close()
+            if seen:
+                break
+            time.sleep(0.02)
+        fresh.append(time.perf_counter() - t)
+    fresh.sort()
+
+    child = subprocess.run(
+        [sys.executable, "-c", AN_RSS, str(tenant.id), str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rss = json.loads(child.stdout.strip().splitlines()[-1])
+    store_mb = sum(f.stat().st_size for f in store.tenant_dir(tenant.id, data_dir).glob("*.parquet")) / 2**20
+    db.close()
+    return {
+        "benchmark": "analytics",
+        "events": total_events,
+        "orders": orders,
+        "fill_s": round(fill_s, 1),
+        "sync_s": round(sync_s, 2),
+        "sync_events_per_s": round(synced / sync_s),
+        "store_mb": round(store_mb, 1),
+        "report_rows": [duck_rows, pg_rows],
+        "duckdb_query_ms": duck_query_ms,
+        "duckdb_connect_query_ms": duck_full_ms,
+        "pg_query_ms": pg_ms,
+        "speedup": round(pg_ms / duck_query_ms, 1),
+        "freshness_p50_ms": round(fresh[len(fresh) // 2] * 1000, 1),
+        "freshness_p99_ms": round(_percentile(fresh, 0.99) * 1000, 1),
+        "app_connect_s": round(rss["connect_s"], 2),
+        "app_rss_mb": round(rss["rss_mb"], 1),
+        "data_dir": str(data_dir),
+        "cores": os.cpu_count(),
+    }

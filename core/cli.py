@@ -453,6 +453,38 @@ def bench_worker(
     print(json.dumps(bench.worker(notifications=notifications, workers=workers, rate=rate)))
 
 
+@bench_app.command("analytics")
+@command
+def bench_analytics(
+    events: Annotated[int, typer.Option(min=1000, max=50_000_000)] = 5_000_000,
+    probes: Annotated[int, typer.Option(min=1, max=1000, help="Orders timed for freshness.")] = 20,
+    as_json: JsonOpt = True,
+) -> None:
+    """Fill a new tenant's log with EVENTS order events (bulk SQL), then time the analytic store's sync,
+    the revenue report on DuckDB against PostgreSQL, freshness and the app's memory; one JSON line last."""
+    from core import bench
+
+    print(json.dumps(bench.analytics(events=events, probes=probes)))
+
+
+@bench_app.command("ui")
+@command
+def bench_ui(
+    orders: Annotated[int, typer.Option(min=100, max=10_000_000)] = 1_000_000,
+    runs: Annotated[int, typer.Option(min=1, max=100, help="Reruns of each page after its first.")] = 5,
+    customers: Annotated[int, typer.Option(min=10, max=1_000_000)] = 5_000,
+    products: Annotated[int, typer.Option(min=10, max=10_000)] = 300,
+    as_json: JsonOpt = True,
+) -> None:
+    """Fill a new tenant's read models with ORDERS orders, then time the first render of Overview,
+    Orders and Inventory signed in as its owner (AppTest, server time); print one JSON line last."""
+    from core import bench
+
+    print(
+        json.dumps(bench.ui(orders=orders, runs=runs, customers=customers, products=products, progress=True))
+    )
+
+
 # ---------------------------------------------------------------------------------------------------
 # Catalog, stock, customers, orders, settings, demo. Every command goes through core functions as the
 # CLI operator (owner); text output shows money in the tenant's currency, JSON keeps minor units.
