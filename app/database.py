@@ -20,3 +20,26 @@ def database() -> Database:
         db.close()
         raise
     return db
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _analytic_store(tenant_id: str, seq: int):
+    """One tenant's analytic data as of one manifest (seq): loaded once, shared by its sessions."""
+    from core.analytics import store
+
+    return store.connect(tenant_id)
+
+
+def analytic_store(actor, tenant_id):
+    """A cursor on the tenant's analytic data, for someone core lets read reports (else the page shows
+    core's refusal and stops). A new sync (a new manifest seq) loads a fresh copy; each run gets its own
+    cursor, as DuckDB wants one per thread."""
+    from core.analytics import reports, store
+    from core.errors import OmsError
+
+    try:
+        reports.require_reader(actor)
+    except OmsError as exc:
+        st.error(str(exc))
+        st.stop()
+    return _analytic_store(str(tenant_id), store.status(tenant_id)["seq"]).cursor()

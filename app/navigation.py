@@ -36,6 +36,8 @@ PAGES = (
         "notifications",
         "notifications.view",
     ),
+    PageSpec("pages/reports.py", "Reports", ":material/monitoring:", "reports", "reports.view"),
+    PageSpec("pages/workbench.py", "SQL workbench", ":material/terminal:", "workbench", "reports.view"),
     PageSpec("pages/audit.py", "Audit trail", ":material/policy:", "audit", "audit.export"),
     PageSpec(
         "pages/tenants.py", "Tenants", ":material/storefront:", "tenants", roles=frozenset({PLATFORM_ADMIN})
@@ -79,4 +81,4 @@ def pages_for(session: Session) -> list[st.Page]:
 
 
 # Where a sign-in lands: Overview for those who see orders, Tenants for a platform admin, else Account.
-HOME = ("overview", "tenants", "account")
+HOME = ("overview", "reports", "tenants", "account")

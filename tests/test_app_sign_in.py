@@ -106,7 +106,7 @@ def test_a_platform_admin_signs_in_with_a_bare_username_and_sees_only_tenants(db
 
 
 SHOP_PAGES = ["Inventory", "Products", "Customers"]
-MONEY_PAGES = ["Payments", "Notifications", "Audit trail"]
+MONEY_PAGES = ["Payments", "Notifications", "Reports", "SQL workbench", "Audit trail"]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,7 @@ MONEY_PAGES = ["Payments", "Notifications", "Audit trail"]
             "Overview",
         ),
         ("clerk", ["Overview", "Orders", "New order", *SHOP_PAGES, "Account"], "Overview"),
-        ("analyst", ["Inventory", "Products", "Account"], "Account"),
+        ("analyst", ["Inventory", "Products", "Reports", "SQL workbench", "Account"], "Reports"),
     ],
 )
 def test_navigation_follows_the_role(shop, role, pages, home):
@@ -144,7 +144,7 @@ def test_an_analyst_cannot_reach_orders_and_core_refuses_their_order(db, shop):
     for path in ("pages/overview.py", "pages/orders.py", "pages/new_order.py", "pages/settings.py"):
         with pytest.raises(ValueError, match="Could not find a navigation page"):
             at.switch_page(path)
-    assert titles(at) == ["Account"]
+    assert titles(at) == ["Reports"]
     analyst = at.session_state["oms_session"].actor
     with pytest.raises(PermissionDenied, match="analyst may not place orders"):
         place_order(db, shop.tenant.id, analyst, customer_id=shop.customer, lines=[("RED", 1)])

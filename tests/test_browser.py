@@ -262,3 +262,38 @@ def test_every_page_an_owner_sees_renders_without_an_error(db, tenant, app_serve
         assert page.locator("[data-testid=stException]").count() == 0, spec.title
         shot(page, f"page-{spec.url_path}")
     context.close()
+
+
+def test_an_analyst_clicks_a_bar_and_sees_the_orders_behind_it(db, tenant, app_server, browser):
+    from core.analytics import store
+
+    shop = seed_shop(db, tenant)
+    store.sync(db, tenant.id)  # what the worker's analytics job does
+    context = browser.new_context(viewport={"width": 1400, "height": 1400})
+    page = context.new_page()
+    sign_in(page, app_server, shop.login("analyst"))
+    # Reports is the analyst's home, which Streamlit serves at the root (its own path is "not found").
+    page.goto(f"{app_server}/?range=custom&from=2025-03-01&to=2025-03-05")
+    page.get_by_role("heading", name="Reports").wait_for(timeout=20_000)
+    from playwright.sync_api import expect
+
+    expect(page.locator("[data-testid=stMetricValue]").first).to_have_text(
+        "$12.50", timeout=20_000
+    )  # revenue
+    settle(page)
+    bars = page.locator(".js-plotly-plot .bars path:visible")  # the pos order has no revenue: no height
+    bars.first.wait_for(timeout=20_000)
+    shot(page, "reports")
+    box = bars.first.bounding_box()  # plotly takes clicks on its drag layer above the bars
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    try:
+        page.get_by_text("Orders behind").wait_for(timeout=30_000)
+    except Exception:
+        shot(page, "failed-drill")
+        raise
+    settle(page)
+    assert "drill=2025-03-03" in page.url
+    cells = table_cells(page)
+    assert any(c.startswith("#") for c in cells)
+    shot(page, "reports-drill")
+    context.close()
