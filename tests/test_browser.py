@@ -100,12 +100,13 @@ def sign_in(page, url: str, login: str) -> None:
     page.goto(url)
     # On a loaded machine the form can still be re-rendering when it first shows: fill it only once
     # the button is there, and check the fields kept what was typed before submitting.
-    page.get_by_role("button", name="Sign in").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Sign in").first.wait_for(timeout=30_000)
+    settle(page)  # a re-render can briefly show the old form beside the new one
     for label, value in (("Login", login), ("Password", PASSWORD)):
         field = page.get_by_label(label).first
         field.fill(value)
         expect(field).to_have_value(value)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in").first.click()
     try:
         page.get_by_text("Signed in as").wait_for(timeout=30_000)
     except Exception:

@@ -81,7 +81,12 @@ def test_worker_follows_seals_expires_and_stops_cleanly(db, tenant, worker):
                 == "expired"
             )
 
-    wait_for(expired)
+    # The expiry job runs every 15 s over every tenant; a tenant an earlier test left failing (its
+    # gateway closed) must not keep this one's reservation from expiring.
+    try:
+        wait_for(expired, timeout=45.0)
+    except AssertionError:
+        raise AssertionError(f"not expired; heartbeats: {[h['jobs'] for h in heartbeats(db)][:3]}") from None
     assert inventory.stock_levels(db, tenant.id, CLI, sku="MUG")[0]["reserved"] == 0
 
     beat = wait_for(
@@ -90,7 +95,8 @@ def test_worker_follows_seals_expires_and_stops_cleanly(db, tenant, worker):
     assert {"projections", "reservation_expiry"} <= set(beat["jobs"])
     # Only these jobs have work of this test's; the others also serve the tenants earlier tests left
     # behind (a charge or an email to a fake server long closed), whose errors are theirs.
-    assert [beat["jobs"][n]["error"] for n in ("projections", "reservation_expiry")] == [None, None]
+    assert beat["jobs"]["projections"]["error"] is None
+    assert tenant.slug not in (beat["jobs"]["reservation_expiry"]["error"] or "")  # others' are theirs
 
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
