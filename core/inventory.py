@@ -355,6 +355,25 @@ class StockProjection(Projection):
                 return [(i["sku"], d["warehouse"], "return", i["quantity"], 0, "") for i in d["items"]]
         return []
 
+    def movements(self, event: es.RecordedEvent, at: Any) -> list[dict]:
+        """The stock_movements rows the event makes (also flattened into the analytic store)."""
+        order_id = event.data.get("order_id")
+        return [
+            {
+                "position": event.position,
+                "line": n,
+                "sku": sku,
+                "warehouse": wh,
+                "kind": kind,
+                "on_hand_change": on_hand,
+                "reserved_change": reserved,
+                "reason": reason,
+                "order_id": order_id,
+                "at": at,
+            }
+            for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(self.changes(event))
+        ]
+
     def apply(self, conn, event: es.RecordedEvent) -> None:
         self.apply_all(conn, [event])
 
@@ -366,24 +385,8 @@ class StockProjection(Projection):
                 conn.execute(self.REORDER, [d["sku"], d["warehouse"], d["reorder_point"], event.recorded_at])
                 continue
             at = event.data.get("at") or event.recorded_at.isoformat()
-            order_id = event.data.get("order_id")
             actor = event.metadata.get("actor", "")
-            for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(self.changes(event)):
-                moves.append(
-                    {
-                        "position": event.position,
-                        "line": n,
-                        "sku": sku,
-                        "warehouse": wh,
-                        "kind": kind,
-                        "on_hand_change": on_hand,
-                        "reserved_change": reserved,
-                        "reason": reason,
-                        "order_id": order_id,
-                        "actor": actor,
-                        "at": at,
-                    }
-                )
+            moves += [m | {"actor": actor} for m in self.movements(event, at)]
         if moves:
             encoded = json.dumps(moves, ensure_ascii=False, separators=(",", ":"))
             conn.execute(self.MOVE, {"moves": encoded, "at": moves[-1]["at"]})

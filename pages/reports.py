@@ -3,6 +3,7 @@ product, category, warehouse or customer, the funnel, fulfilment, payments, stoc
 answers from the tenant's analytic store, which the worker keeps a few seconds behind the orders. The
 view lives in the URL; clicking a bar or a row lists the orders behind it; every table exports."""
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import streamlit as st
@@ -46,15 +47,8 @@ channels = f[3].multiselect(
 grain = f[4].selectbox("Per", reports.GRAINS, index=reports.GRAINS.index(state.grain), key="rep_grain")
 by = f[5].selectbox("Split by", reports.DIMENSIONS, index=reports.DIMENSIONS.index(state.by), key="rep_by")
 chosen = view.ReportView(preset, start, last, tuple(channels), grain, by)
-if (chosen.preset, chosen.start, chosen.last, chosen.channels, chosen.grain, chosen.by) == (
-    state.preset,
-    state.start,
-    state.last,
-    state.channels,
-    state.grain,
-    state.by,
-):
-    chosen = state  # keep the drill-down the URL asked for
+if replace(chosen, drill=state.drill, key=state.key) == state:
+    chosen = state  # the filters are as the URL says: keep the drill-down it asked for
 st.query_params.from_dict(chosen.to_params())
 st.session_state.rep_url = chosen.to_params()
 state = chosen
@@ -116,16 +110,10 @@ with tabs[0]:
             key="rep_sales_chart",
             width="stretch",
         )
-        points = (event or {}).get("selection", {}).get("points", []) if event else []
+        points = (event or {}).get("selection", {}).get("points", [])
         if points:
             p = points[0]
-            picked = view.ReportView(
-                **{
-                    **state.__dict__,
-                    "drill": view.bucket(p.get("x")),
-                    "key": (p.get("customdata") or [None])[0],
-                }
-            )
+            picked = replace(state, drill=view.bucket(p.get("x")), key=(p.get("customdata") or [None])[0])
             if picked != state:
                 st.query_params.from_dict(picked.to_params())
                 st.rerun()
@@ -136,9 +124,7 @@ with tabs[0]:
             what = " · ".join(str(x) for x in (state.drill, state.key) if x)
             drill_down(state.drill_filters(), state.drill, f"Orders behind {what}")
             if st.button("Clear the selection", key="rep_clear"):
-                st.query_params.from_dict(
-                    view.ReportView(**{**state.__dict__, "drill": None, "key": None}).to_params()
-                )
+                st.query_params.from_dict(replace(state, drill=None, key=None).to_params())
                 st.rerun()
 
 with tabs[1]:

@@ -397,24 +397,10 @@ def flatten(events: list[es.RecordedEvent]) -> dict[str, list[dict[str, Any]]]:
                 }
             )
         try:
-            changes = STOCK.changes(e)
+            moves = STOCK.movements(e, at)
         except (KeyError, TypeError):  # an order event of an older shape without stock detail
-            changes = []
-        for n, (sku, wh, kind, on_hand, reserved, reason) in enumerate(changes):
-            rows["stock_movements"].append(
-                {
-                    "position": e.position,
-                    "line": n,
-                    "sku": sku,
-                    "warehouse": wh,
-                    "kind": kind,
-                    "on_hand_change": on_hand,
-                    "reserved_change": reserved,
-                    "reason": reason,
-                    "order_id": str(oid) if oid else None,
-                    "at": at,
-                }
-            )
+            moves = []
+        rows["stock_movements"] += [m | {"order_id": str(oid) if oid else None} for m in moves]
     return rows
 
 
