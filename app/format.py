@@ -26,10 +26,10 @@ def major_units(minor: int, currency: str) -> str:
     return f"{Decimal(minor).scaleb(-digits):.{digits}f}"
 
 
-def minor_units(text: str, currency: str) -> int:
+def minor_units(text: str, currency: str, what: str = "price") -> int:
     """An amount typed in major units, in minor units: '12.5' USD -> 1250, '1,200' JPY -> 1200.
-    Raises ValueError with a sentence to show when it is not an amount of that currency. The range
-    (no negative prices, an upper bound) is core's to check."""
+    Raises ValueError with a sentence (about `what`) to show when it is not an amount of that currency.
+    The range (no negative prices, an upper bound) is core's to check."""
     from decimal import Decimal, InvalidOperation
 
     currency = currency.strip().upper()
@@ -39,17 +39,17 @@ def minor_units(text: str, currency: str) -> int:
         if symbol:
             cleaned = cleaned.replace(symbol, "")
     if not cleaned:
-        raise ValueError("price is required")
+        raise ValueError(f"{what} is required")
     try:
         amount = Decimal(cleaned)
     except InvalidOperation:
-        raise ValueError(f"price: '{text.strip()[:30]}' is not an amount in {currency}") from None
+        raise ValueError(f"{what}: '{text.strip()[:30]}' is not an amount in {currency}") from None
     if not amount.is_finite():
-        raise ValueError(f"price: '{text.strip()[:30]}' is not an amount in {currency}")
+        raise ValueError(f"{what}: '{text.strip()[:30]}' is not an amount in {currency}")
     if amount.adjusted() > 15:
-        raise ValueError(f"price: '{text.strip()[:30]}' is far too large")
+        raise ValueError(f"{what}: '{text.strip()[:30]}' is far too large")
     scaled = amount.scaleb(digits)
     if scaled != scaled.to_integral_value():
         places = f"{digits} decimal places" if digits else "no decimal places"
-        raise ValueError(f"price: an amount in {currency} has at most {places}")
+        raise ValueError(f"{what}: an amount in {currency} has at most {places}")
     return int(scaled)

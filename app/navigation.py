@@ -38,6 +38,9 @@ PAGES = (
     ),
     PageSpec("pages/reports.py", "Reports", ":material/monitoring:", "reports", "reports.view"),
     PageSpec("pages/workbench.py", "SQL workbench", ":material/terminal:", "workbench", "reports.view"),
+    PageSpec(
+        "pages/alerts.py", "Summaries and alerts", ":material/notifications_active:", "alerts", "reports.view"
+    ),
     PageSpec("pages/audit.py", "Audit trail", ":material/policy:", "audit", "audit.export"),
     PageSpec(
         "pages/tenants.py", "Tenants", ":material/storefront:", "tenants", roles=frozenset({PLATFORM_ADMIN})

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import Any
 
 import pandas as pd
 
-from core.analytics import reports
-from core.analytics.reports import DIMENSIONS, GRAINS, PRESETS, Filters, Period
+from core.analytics import kpis
+from core.analytics.kpis import PRESETS, Period
+from core.analytics.reports import DIMENSIONS, GRAINS, Filters
 from core.orders.model import CHANNELS
 
 DEFAULT_PRESET = "30 days"
@@ -32,8 +32,8 @@ class ReportView:
 
     def period(self, today: date) -> Period:
         if self.preset == "custom" and self.start and self.last and self.start <= self.last:
-            return reports.preset("custom", today, self.start, self.last)
-        return reports.preset(self.preset if self.preset != "custom" else DEFAULT_PRESET, today)
+            return kpis.preset("custom", today, self.start, self.last)
+        return kpis.preset(self.preset if self.preset != "custom" else DEFAULT_PRESET, today)
 
     def filters(self) -> Filters:
         return Filters(channels=self.channels)
@@ -96,37 +96,6 @@ def from_params(params: Mapping[str, str]) -> ReportView:
         drill=_date(params.get("drill")),
         key=key,
     )
-
-
-def percent(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1%}"
-
-
-def kpi_cards(
-    now: dict[str, Any], change: dict[str, float | None], money
-) -> list[tuple[str, str, str | None]]:
-    """(label, value, change) for each KPI card; rates change in percentage points."""
-
-    def rel(k: str) -> str | None:
-        return None if change[k] is None else f"{change[k]:+.1%}"
-
-    def pts(k: str) -> str | None:
-        return None if change[k] is None else f"{change[k] * 100:+.1f} pts"
-
-    aov = now["average_order_value"]
-    return [
-        ("Revenue", money(now["revenue"]), rel("revenue")),
-        ("Orders", f"{now['orders']:,}", rel("orders")),
-        ("Average order", "–" if aov is None else money(aov), rel("average_order_value")),
-        ("Units", f"{now['units']:,}", rel("units")),
-        ("Cancellation rate", percent(now["cancellation_rate"]), pts("cancellation_rate")),
-        ("Return rate", percent(now["return_rate"]), pts("return_rate")),
-        ("Payment failure rate", percent(now["payment_failure_rate"]), pts("payment_failure_rate")),
-    ]
-
-
-# KPIs where a rise is bad news: their change is shown red when it goes up.
-INVERSE = frozenset({"Cancellation rate", "Return rate", "Payment failure rate"})
 
 
 def money_columns(frame: pd.DataFrame, columns: list[str], money) -> pd.DataFrame:

@@ -58,6 +58,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "notifications.view": frozenset({"owner", "manager"}),
     "notifications.manage": frozenset({"owner", "manager"}),
     "reports.view": frozenset({"owner", "manager", "analyst"}),
+    "alerts.manage": frozenset({"owner", "manager"}),
     "audit.export": frozenset({"owner", "manager"}),
     "system.view": frozenset({"owner", "manager"}),
 }

@@ -144,6 +144,7 @@ class EventTypeCounts(Projection):
 
 def registry() -> dict[str, Projection]:
     """Every projection by name: the ones `oms projections rebuild` and the worker know."""
+    from core.analytics.schedules import SCHEDULES
     from core.catalog import CATALOG
     from core.customers import CUSTOMERS
     from core.inventory import STOCK
@@ -153,7 +154,8 @@ def registry() -> dict[str, Projection]:
     from core.tenants import USERS
 
     return {
-        p.name: p for p in (USERS, CATALOG, CUSTOMERS, STOCK, ORDERS, PAYMENTS, TEMPLATES, EventTypeCounts())
+        p.name: p
+        for p in (USERS, CATALOG, CUSTOMERS, STOCK, ORDERS, PAYMENTS, TEMPLATES, SCHEDULES, EventTypeCounts())
     }
 
 

@@ -95,6 +95,13 @@ def send_notifications(db: Database, worker: str) -> BatchReport:
     return process_notifications(db, worker, get_settings().worker_lease_seconds)
 
 
+def send_scheduled_reports(db: Database) -> BatchReport:
+    """Due summaries queued and alert rules checked, in every tenant (see core/analytics/schedules)."""
+    from core.analytics import schedules
+
+    return schedules.run_due(db)
+
+
 JOBS: dict[str, tuple[Callable[[Database, str], int | BatchReport], float]] = {
     # name: (work(db, worker id), seconds between runs)
     "projections": (lambda db, _worker: follow_projections(db), 0.5),
@@ -103,6 +110,7 @@ JOBS: dict[str, tuple[Callable[[Database, str], int | BatchReport], float]] = {
     "refunds": (send_refunds, 2.0),
     "notifications": (send_notifications, 0.5),
     "analytics": (lambda db, _worker: sync_analytics(db), 1.0),
+    "scheduled_reports": (lambda db, _worker: send_scheduled_reports(db), 60.0),
 }
 
 

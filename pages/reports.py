@@ -14,7 +14,7 @@ from app.database import analytic_store
 from app.exports import export_buttons
 from app.format import local_time, money
 from app.session import tenant_context
-from core.analytics import reports, store
+from core.analytics import kpis, reports, store
 from core.errors import OmsError
 from core.orders.model import CHANNELS
 
@@ -32,9 +32,7 @@ if params != st.session_state.get("rep_url"):  # a link or a shared view changed
 today = datetime.now(ctx.zone).date()
 
 f = st.columns([1.3, 1.2, 1.2, 2.4, 1, 1.2])
-preset = f[0].selectbox(
-    "Period", reports.PRESETS, index=reports.PRESETS.index(state.preset), key="rep_preset"
-)
+preset = f[0].selectbox("Period", kpis.PRESETS, index=kpis.PRESETS.index(state.preset), key="rep_preset")
 if preset == "custom":
     default = state.period(today)
     start = f[1].date_input("From", value=state.start or default.start, key="rep_from", format="YYYY-MM-DD")
@@ -76,10 +74,10 @@ st.caption(
 if not status["events"]:
     st.info("The reports fill in once the worker has read the shop's events; it does every few seconds.")
 
-cards = view.kpi_cards(now, reports.compare(now, before), fmt)
+cards = kpis.kpi_cards(now, kpis.compare(now, before), fmt)
 for row in (cards[:4], cards[4:]):  # seven cards in one row leave no room for the figures
-    for col, (label, value, delta) in zip(st.columns(4), row, strict=False):
-        col.metric(label, value, delta, "inverse" if label in view.INVERSE else "normal", border=True)
+    for col, (name, label, value, delta) in zip(st.columns(4), row, strict=False):
+        col.metric(label, value, delta, "inverse" if name in kpis.INVERSE else "normal", border=True)
 
 tabs = st.tabs(["Sales", "Products", "Funnel", "Fulfilment", "Payments", "Stock", "Cohorts"])
 
@@ -154,7 +152,7 @@ with tabs[2]:
     else:
         st.plotly_chart(charts.funnel(funnel), width="stretch", key="rep_funnel")
         shown = funnel.assign(
-            conversion=funnel["conversion"].map(view.percent),
+            conversion=funnel["conversion"].map(kpis.percent),
             median_hours=funnel["median_hours"].map(lambda h: "" if h is None or h != h else f"{h:.1f} h"),
         )
         st.dataframe(shown, hide_index=True, width="stretch")
@@ -179,7 +177,7 @@ with tabs[4]:
     else:
         st.plotly_chart(charts.gateway_failures(failures), width="stretch", key="rep_gateways")
         st.dataframe(
-            failures.assign(failure_rate=failures["failure_rate"].map(view.percent)),
+            failures.assign(failure_rate=failures["failure_rate"].map(kpis.percent)),
             hide_index=True,
             width="stretch",
         )

@@ -16,6 +16,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from core import tenants
 from core.db import Database, app_url
 from core.migrate import migrate
+from core.notifications.smtp_sink import SmtpServer
 from core.settings import get_settings
 
 
@@ -66,6 +67,14 @@ def owner(owner_url: str):
 
 def new_tenant(db: Database, label: str = "shop") -> tenants.Tenant:
     return tenants.create_tenant(db, f"{label} {uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="module")
+def smtp():
+    """A real SMTP server on loopback that keeps what it receives."""
+    server = SmtpServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -131,6 +140,8 @@ WRITTEN_TABLES = (
     "notifications",
     "notification_templates",
     "tenant_secrets",
+    "report_subscriptions",
+    "alert_rules",
 )
 
 

@@ -106,7 +106,7 @@ def test_a_platform_admin_signs_in_with_a_bare_username_and_sees_only_tenants(db
 
 
 SHOP_PAGES = ["Inventory", "Products", "Customers"]
-MONEY_PAGES = ["Payments", "Notifications", "Reports", "SQL workbench", "Audit trail"]
+MONEY_PAGES = ["Payments", "Notifications", "Reports", "SQL workbench", "Summaries and alerts", "Audit trail"]
 
 
 @pytest.mark.parametrize(
@@ -123,7 +123,11 @@ MONEY_PAGES = ["Payments", "Notifications", "Reports", "SQL workbench", "Audit t
             "Overview",
         ),
         ("clerk", ["Overview", "Orders", "New order", *SHOP_PAGES, "Account"], "Overview"),
-        ("analyst", ["Inventory", "Products", "Reports", "SQL workbench", "Account"], "Reports"),
+        (
+            "analyst",
+            ["Inventory", "Products", "Reports", "SQL workbench", "Summaries and alerts", "Account"],
+            "Reports",
+        ),
     ],
 )
 def test_navigation_follows_the_role(shop, role, pages, home):

@@ -22,13 +22,6 @@ from jobs.worker import run_job
 LEASE = 5.0
 
 
-@pytest.fixture(scope="module")
-def smtp():
-    server = SmtpServer()
-    yield server
-    server.close()
-
-
 @pytest.fixture
 def sms():
     p = FakeProvider()

@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from core import catalog, customers, inventory, tenants
-from core.analytics import reports, store
-from core.analytics.reports import Filters, Period
+from core.analytics import kpis, reports, store
+from core.analytics.kpis import Period
+from core.analytics.reports import Filters
 from core.commands import CLI, Actor
 from core.demo import SHOPS, seed_demo
 from core.errors import PermissionDenied
@@ -112,7 +113,7 @@ def test_previous_period_and_comparison(small):
     assert march.previous() == Period(date(2026, 2, 1), date(2026, 3, 1))  # a month against the month before
     now = reports.kpis(small["con"], TOKYO, Period(date(2026, 3, 2), date(2026, 3, 3)))
     before = reports.kpis(small["con"], TOKYO, Period(date(2026, 3, 1), date(2026, 3, 2)))
-    change = reports.compare(now, before)
+    change = kpis.compare(now, before)
     assert change["orders"] == pytest.approx(2.0)  # 3 orders against 1
     assert change["revenue"] == pytest.approx((8_750 - 2_500) / 2_500)
     assert change["cancellation_rate"] == pytest.approx(1 / 3)  # points: 33 % against 0 %
@@ -120,15 +121,15 @@ def test_previous_period_and_comparison(small):
 
 def test_presets_are_local_days_ending_today():
     today = date(2026, 5, 20)
-    assert reports.preset("today", today) == Period(today, date(2026, 5, 21))
-    assert reports.preset("7 days", today) == Period(date(2026, 5, 14), date(2026, 5, 21))
-    assert reports.preset("this month", today) == Period(date(2026, 5, 1), date(2026, 5, 21))
-    assert reports.preset("this quarter", today) == Period(date(2026, 4, 1), date(2026, 5, 21))
-    assert reports.preset("custom", today, date(2026, 1, 1), date(2026, 1, 31)).days == 31
+    assert kpis.preset("today", today) == Period(today, date(2026, 5, 21))
+    assert kpis.preset("7 days", today) == Period(date(2026, 5, 14), date(2026, 5, 21))
+    assert kpis.preset("this month", today) == Period(date(2026, 5, 1), date(2026, 5, 21))
+    assert kpis.preset("this quarter", today) == Period(date(2026, 4, 1), date(2026, 5, 21))
+    assert kpis.preset("custom", today, date(2026, 1, 1), date(2026, 1, 31)).days == 31
     with pytest.raises(reports.ValidationError):
-        reports.preset("custom", today, date(2026, 2, 1), date(2026, 1, 1))
+        kpis.preset("custom", today, date(2026, 2, 1), date(2026, 1, 1))
     with pytest.raises(reports.ValidationError):
-        reports.preset("yesterday-ish", today)
+        kpis.preset("yesterday-ish", today)
 
 
 def test_line_dimensions_split_item_sales(small):

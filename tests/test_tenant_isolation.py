@@ -16,7 +16,8 @@ from psycopg.types.json import Jsonb
 
 from core import catalog, customers, inventory, tenants
 from core import eventstore as es
-from core.commands import CLI
+from core.analytics import schedules
+from core.commands import CLI, Actor
 from core.db import Database, app_url
 from core.errors import ValidationError
 from core.notifications import templates
@@ -96,6 +97,11 @@ def seed(db: Database, tenant: tenants.Tenant) -> None:
     payments.process_payments(db, "seed", 5.0, only=[tenant.id])
     cancel_order(db, tenant.id, CLI, refunded["order_id"])
     templates.set_template(db, tenant.id, CLI, "order_paid", subject="Paid", text="Paid", html="<p>Paid</p>")
+    # An analyst's (switched off) summary subscription and an alert rule.
+    analyst = f"analyst-{uuid.uuid4().hex[:6]}"
+    tenants.add_user(db, tenant.id, analyst, "analyst", "correct horse battery")
+    schedules.subscribe(db, tenant.id, Actor(analyst, "analyst"), email="", frequency="off")
+    schedules.save_alert(db, tenant.id, CLI, metric="orders", direction="below", threshold=1, window="today")
     catch_up(db, tenant.id, EventTypeCounts())
     seal(db, tenant.id)
 

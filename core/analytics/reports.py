@@ -13,7 +13,6 @@ definitions, the same everywhere (tests compute them again in SQL on PostgreSQL'
 
 from __future__ import annotations
 
-import calendar
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -23,14 +22,13 @@ import duckdb
 import pandas as pd
 
 from core.analytics import store
+from core.analytics.kpis import Period, add_months, ratio
 from core.commands import Actor, require
 from core.errors import ValidationError
 
 GRAINS = ("day", "week", "month")
 DIMENSIONS = ("channel", "category", "product", "warehouse", "customer")
-PRESETS = ("today", "7 days", "30 days", "this month", "this quarter", "custom")
 LOW_COVER_DAYS = 14  # a SKU that runs out within this many days at the last 30 days' pace is low
-MAX_SPAN_DAYS = 3660
 
 
 def require_reader(actor: Actor) -> None:
@@ -41,67 +39,6 @@ def open_store(actor: Actor, tenant_id: object, data_dir=None) -> duckdb.DuckDBP
     """The tenant's analytic data for someone who may read reports (checked here, not by the page)."""
     require_reader(actor)
     return store.connect(tenant_id, data_dir)
-
-
-@dataclass(frozen=True)
-class Period:
-    """Local days [start, end): end is the day after the last one shown."""
-
-    start: date
-    end: date
-
-    def __post_init__(self) -> None:
-        if self.end <= self.start:
-            raise ValidationError("The period must end on or after the day it starts.")
-        if (self.end - self.start).days > MAX_SPAN_DAYS:
-            raise ValidationError("Choose a period of at most ten years.")
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days
-
-    def previous(self) -> Period:
-        """The period of the same length right before this one (a month against the month before)."""
-        if self.start.day == 1 and self.end == _add_months(self.start, _months(self.start, self.end)):
-            n = _months(self.start, self.end)
-            return Period(_add_months(self.start, -n), self.start)
-        return Period(self.start - timedelta(days=self.days), self.start)
-
-    def label(self) -> str:
-        last = self.end - timedelta(days=1)
-        return (
-            self.start.isoformat() if last == self.start else f"{self.start.isoformat()} – {last.isoformat()}"
-        )
-
-
-def _months(a: date, b: date) -> int:
-    return (b.year - a.year) * 12 + b.month - a.month
-
-
-def _add_months(d: date, n: int) -> date:
-    y, m = divmod(d.month - 1 + n, 12)
-    return date(d.year + y, m + 1, min(d.day, calendar.monthrange(d.year + y, m + 1)[1]))
-
-
-def preset(name: str, today: date, start: date | None = None, end: date | None = None) -> Period:
-    """A named relative range ending today (local); "custom" takes start and the last day, inclusive."""
-    match name:
-        case "today":
-            return Period(today, today + timedelta(days=1))
-        case "7 days":
-            return Period(today - timedelta(days=6), today + timedelta(days=1))
-        case "30 days":
-            return Period(today - timedelta(days=29), today + timedelta(days=1))
-        case "this month":
-            return Period(today.replace(day=1), today + timedelta(days=1))
-        case "this quarter":
-            first = date(today.year, 3 * ((today.month - 1) // 3) + 1, 1)
-            return Period(first, today + timedelta(days=1))
-        case "custom":
-            if start is None or end is None:
-                raise ValidationError("A custom period needs a first and a last day.")
-            return Period(start, end + timedelta(days=1))
-    raise ValidationError(f"Unknown period {name!r}; choose one of: {', '.join(PRESETS)}.")
 
 
 @dataclass(frozen=True)
@@ -182,20 +119,6 @@ SELECT
     (SELECT count(*) FROM attempts WHERE outcome <> 'captured') AS failed_attempts
 """
 
-KPI_NAMES = (
-    "revenue",
-    "orders",
-    "average_order_value",
-    "units",
-    "cancellation_rate",
-    "return_rate",
-    "payment_failure_rate",
-)
-
-
-def _ratio(a: float, b: float) -> float | None:
-    return a / b if b else None
-
 
 def kpis(con: duckdb.DuckDBPyConnection, tz: str, period: Period, filters: Filters | None = None) -> dict:
     """The KPI cards' figures for a period (rates are fractions; None when there is nothing to divide)."""
@@ -206,24 +129,10 @@ def kpis(con: duckdb.DuckDBPyConnection, tz: str, period: Period, filters: Filte
         "orders": orders,
         "average_order_value": round(revenue / paid) if paid else None,
         "units": units,
-        "cancellation_rate": _ratio(cancelled, orders),
-        "return_rate": _ratio(returned, delivered),
-        "payment_failure_rate": _ratio(failed, attempts),
+        "cancellation_rate": ratio(cancelled, orders),
+        "return_rate": ratio(returned, delivered),
+        "payment_failure_rate": ratio(failed, attempts),
     }
-
-
-def compare(current: dict, previous: dict) -> dict[str, float | None]:
-    """Change of each KPI against the previous period: relative for amounts, points for rates."""
-    out: dict[str, float | None] = {}
-    for k in KPI_NAMES:
-        now, then = current.get(k), previous.get(k)
-        if now is None or then is None:
-            out[k] = None
-        elif k.endswith("_rate"):
-            out[k] = now - then
-        else:
-            out[k] = _ratio(now - then, then)
-    return out
 
 
 # Over time, by a dimension
@@ -328,7 +237,7 @@ def funnel(con, tz: str, period: Period, filters: Filters | None = None) -> pd.D
             {
                 "step": step,
                 "orders": n,
-                "conversion": _ratio(n, before) if before is not None else None,
+                "conversion": ratio(n, before) if before is not None else None,
                 "median_hours": None
                 if step == "placed" or pd.isna(row[hours[step]])
                 else float(row[hours[step]]),
@@ -459,7 +368,7 @@ def orders_behind(
     else:
         day_start = datetime.combine(bucket, time.min)
         nxt = {"day": bucket + timedelta(days=1), "week": bucket + timedelta(days=7)}.get(grain)
-        day_end = datetime.combine(nxt or _add_months(bucket, 1), time.min)
+        day_end = datetime.combine(nxt or add_months(bucket, 1), time.min)
     params = _params(tz, period, filters) | {"day_start": day_start, "day_end": day_end, "limit": limit}
     return _df(con, ORDERS_BEHIND, params)
 

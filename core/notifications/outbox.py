@@ -9,10 +9,15 @@ which would send everything again; what was sent is kept, not deleted.
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from core import eventstore as es
+from core.analytics import kpis
 from core.inventory import StockProjection
+from core.money import money
 from core.projections import Projection
 
 # Customer-facing topics, by the order event that causes them.
@@ -26,7 +31,7 @@ TOPICS = {
     "RefundIssued": "refund_issued",
 }
 # Topics the staff also see in the app.
-STAFF_TOPICS = ("payment_failed", "low_stock")
+STAFF_TOPICS = ("payment_failed", "low_stock", "alert")
 
 # One row per channel the customer wants and the tenant has set up (in-app: the staff, always).
 FOR_CUSTOMER = (
@@ -59,10 +64,51 @@ LOW_STOCK = (
     " AND st.on_hand - st.reserved + d.quantity > st.reorder_point AND coalesce(ch.recipient, '') <> ''"
     " ON CONFLICT (tenant_id, dedupe_key) DO NOTHING"
 )
+# A scheduled summary, to the address its subscriber gave, when the shop sends email.
+SUMMARY = (
+    "INSERT INTO notifications (tenant_id, dedupe_key, topic, channel, recipient, context)"
+    " SELECT oms_current_tenant(), %(event_id)s || ':email', 'summary', 'email', %(email)s, %(context)s"
+    " FROM tenant_settings WHERE notification_channels ? 'email'"
+    " ON CONFLICT (tenant_id, dedupe_key) DO NOTHING"
+)
+# An alert, in the app and by email to the owners and managers who asked for alerts.
+ALERT = (
+    "INSERT INTO notifications (tenant_id, dedupe_key, topic, channel, recipient, context)"
+    " SELECT oms_current_tenant(), %(event_id)s || ':' || r.channel || ':' || r.recipient, 'alert',"
+    " r.channel, r.recipient, %(context)s FROM (SELECT 'in_app' AS channel, 'staff' AS recipient"
+    " UNION SELECT 'email', s.email FROM report_subscriptions s JOIN users u ON u.tenant_id = s.tenant_id"
+    " AND u.username = s.username JOIN tenant_settings t ON t.tenant_id = s.tenant_id"
+    " WHERE s.alerts AND u.active AND u.role IN ('owner', 'manager') AND t.notification_channels ? 'email')"
+    " AS r ON CONFLICT (tenant_id, dedupe_key) DO NOTHING"
+)
 RESEND = (
     "UPDATE notifications SET status = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL,"
     " lease_until = NULL, leased_by = NULL WHERE id = %s"
 )
+
+
+def _summary_context(d: dict[str, Any]) -> dict[str, Any]:
+    """What the summary template shows: each KPI as people read it, with its change."""
+    cur = d["currency"]
+    fmt = lambda minor: money(minor, cur)  # noqa: E731
+    cards = kpis.kpi_cards(d["figures"], kpis.compare(d["figures"], d["previous"]), fmt)
+    period = kpis.Period(date.fromisoformat(d["period_start"]), date.fromisoformat(d["period_end"]))
+    return {
+        "heading": "Daily summary" if d["frequency"] == "daily" else "Weekly summary",
+        "period": period.label(),
+        "figures": [{"label": label, "value": v, "change": c or ""} for _, label, v, c in cards],
+        "top_products": [p | {"revenue": fmt(p["revenue"])} for p in d["top_products"]],
+    }
+
+
+def _alert_context(d: dict[str, Any]) -> dict[str, Any]:
+    period = kpis.Period(date.fromisoformat(d["period_start"]), date.fromisoformat(d["period_end"]))
+    return {
+        "rule": d["rule"],
+        "metric": kpis.KPI_LABELS[d["metric"]],
+        "value": kpis.kpi_value(d["metric"], d["value"], lambda m: money(m, d["currency"])),
+        "period": period.label(),
+    }
 
 
 def _extra(event: es.RecordedEvent) -> dict[str, Any]:
@@ -87,6 +133,18 @@ class Outbox(Projection):
         for event in events:
             if event.event_type == "NotificationResent":
                 conn.execute(RESEND, [event.data["notification_id"]])
+                continue
+            if event.event_type == "ReportSummaryQueued":
+                context = Jsonb(_summary_context(event.data))
+                conn.execute(
+                    SUMMARY,
+                    {"event_id": str(event.event_id), "email": event.data["email"], "context": context},
+                )
+                continue
+            if event.event_type == "AlertTriggered":
+                conn.execute(
+                    ALERT, {"event_id": str(event.event_id), "context": Jsonb(_alert_context(event.data))}
+                )
                 continue
             topic = TOPICS.get(event.event_type)
             if topic and "order_id" in event.data:

@@ -80,6 +80,24 @@ DEFAULTS: dict[str, Template] = {
         "{{ sku }} in {{ warehouse }} is down to {{ available }} available (reorder point "
         "{{ reorder_point }}).",
     ),
+    "summary": Template(
+        "{{ heading }} for {{ period }}",
+        "{{ heading }} for {{ shop }}, {{ period }} (change against the period before):\n\n"
+        "{% for f in figures %}{{ f.label }}: {{ f.value }}{% if f.change %} ({{ f.change }}){% endif %}\n"
+        "{% endfor %}{% if top_products %}\nTop products:\n{% for p in top_products %}"
+        "{{ loop.index }}. {{ p.name }} ({{ p.sku }}): {{ p.units }} sold, {{ p.revenue }}\n"
+        "{% endfor %}{% endif %}\nThe Reports page has the details.",
+        "<html><body><h2>{{ heading }} for {{ shop }}</h2><p>{{ period }}, change against the period"
+        " before.</p><table>{% for f in figures %}<tr><td>{{ f.label }}</td><td><b>{{ f.value }}</b></td>"
+        "<td>{{ f.change }}</td></tr>{% endfor %}</table>{% if top_products %}<h3>Top products</h3><ol>"
+        "{% for p in top_products %}<li>{{ p.name }} ({{ p.sku }}): {{ p.units }} sold, {{ p.revenue }}"
+        "</li>{% endfor %}</ol>{% endif %}<p>The Reports page has the details.</p></body></html>",
+    ),
+    "alert": _t(
+        "Alert: {{ rule }}",
+        "{{ metric }} is {{ value }} for {{ period }}.\n\nYour alert: {{ rule }}. You will not hear"
+        " about it again until it is back within the limit and crosses it once more.\n\n{{ shop }}",
+    ),
 }
 TOPICS = tuple(DEFAULTS)
 
@@ -99,6 +117,17 @@ SAMPLE = {
     "sku": "SKU-1",
     "available": 2,
     "reorder_point": 5,
+    "heading": "Daily summary",
+    "period": "2026-03-02",
+    "figures": [
+        {"label": "Revenue", "value": "$1,234.50", "change": "+12.5%"},
+        {"label": "Orders", "value": "42", "change": "-3.0%"},
+        {"label": "Payment failure rate", "value": "2.4%", "change": "+0.6 pts"},
+    ],
+    "top_products": [{"sku": "SKU-1", "name": "Mug", "units": 12, "revenue": "$150.00"}],
+    "rule": "Payment failure rate above 10.0% over 7 days",
+    "metric": "Payment failure rate",
+    "value": "12.5%",
 }
 
 OVERRIDES = "SELECT topic, subject, text_body, html_body FROM notification_templates"
