@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from conftest import followable
 
 from core import catalog, customers, inventory, tenants
 from core.analytics import kpis, reports, store
@@ -261,7 +262,11 @@ PG_BY_WAREHOUSE = (
 SELECT a.warehouse, sum(a.quantity), sum(a.quantity * l.unit_price)
 FROM order_allocations a JOIN sel ON sel.id = a.order_id
 JOIN order_lines l ON l.order_id = a.order_id AND l.sku = a.sku
-WHERE sel.paid_amount > 0 GROUP BY 1 ORDER BY 1
+WHERE sel.paid_amount > 0
+  -- released rows of an order reserved again elsewhere are not where its goods came from
+  AND (a.state <> 'released' OR NOT EXISTS (
+      SELECT FROM order_allocations b WHERE b.order_id = a.order_id AND b.state <> 'released'))
+GROUP BY 1 ORDER BY 1
 """
 )
 PG_FUNNEL = PG_SELECTED + "SELECT count(*), count(paid_at), count(shipped_at), count(delivered_at) FROM sel"
@@ -459,3 +464,48 @@ def test_payment_failures_by_gateway_equal_postgres(db, tmp_path):
     finally:
         main.close()
         backup.close()
+
+
+def test_an_order_reserved_again_counts_at_its_last_warehouse(db, tmp_path):
+    """A declined charge releases the stock; the staff's retry reserves again, here elsewhere. The
+    warehouse split counts the order once, where it was finally reserved, as PostgreSQL does."""
+    from fakes import FakeGateway
+
+    from core.payments import service as payments
+
+    gateway = FakeGateway()
+    try:
+        t = tenants.create_tenant(db, f"again {uuid.uuid4().hex[:6]}")
+        tid = t.id
+        catalog.add_warehouse(db, tid, CLI, code="MAIN", name="Main", priority=1)
+        catalog.add_warehouse(db, tid, CLI, code="EAST", name="East", priority=2)
+        catalog.add_product(db, tid, CLI, sku="MUG", name="Mug", price=1250)
+        inventory.receive(db, tid, CLI, sku="MUG", warehouse="MAIN", quantity=2)
+        inventory.receive(db, tid, CLI, sku="MUG", warehouse="EAST", quantity=5)
+        who = customers.add_customer(db, tid, CLI, name="Ada", email="ada@example.com")["id"]
+        payments.set_gateways(db, tid, CLI, [{"name": "main", "kind": "http", "url": gateway.url}])
+        gateway.plan = ["decline", "ok"]
+        first = place_order(db, tid, CLI, customer_id=who, lines=[("MUG", 2)])  # reserved at MAIN
+        payments.request_payment(db, tid, CLI, first["order_id"])
+        payments.process_payments(db, "w", 5.0, only=[tid])  # declined: released
+        place_order(db, tid, CLI, customer_id=who, lines=[("MUG", 2)])  # another order takes MAIN's two
+        payments.retry_payment(db, tid, CLI, first["order_id"])  # reserved again, now at EAST
+        payments.process_payments(db, "w", 5.0, only=[tid])
+
+        followable(db, tid)
+        store.sync(db, tid, tmp_path)
+        con = store.connect(tid, tmp_path)
+        today = datetime.now(UTC).date()
+        period = Period(today - timedelta(days=1), today + timedelta(days=2))
+        reservations = con.execute(
+            "SELECT warehouse FROM order_allocations WHERE order_id = ? ORDER BY position",
+            [first["order_id"]],
+        ).fetchall()
+        assert reservations == [("MAIN",), ("EAST",)]  # both are in the store...
+        by_wh = reports.over_time(con, t.time_zone, period, "day", "warehouse")
+        got = [(r.key, r.units, r.revenue) for r in by_wh.itertuples()]
+        assert got == [("EAST", 2, 2500)]  # ...and the paid order counts at EAST only
+        assert [(w, int(u), int(r)) for w, u, r in pg(db, tid, PG_BY_WAREHOUSE, t.time_zone, period)] == got
+        con.close()
+    finally:
+        gateway.close()
