@@ -9,6 +9,7 @@ from app import overview as view
 from app.database import database
 from app.format import local_time
 from app.session import UNAVAILABLE, tenant_context
+from core.analytics import schedules
 from core.errors import OmsError
 from core.orders.queries import overview
 
@@ -53,6 +54,14 @@ def kpi_cards() -> None:
             icon=":material/local_shipping:",
             query_params={"status": "paid,partially_shipped"},
         )
+    if ctx.actor.can("reports.view"):
+        breached = [r for r in schedules.alert_rules(db, ctx.tenant_id, ctx.actor) if r.breached_at]
+        for rule in breached:
+            st.warning(f"Alert: {rule.describe(ctx.tenant.currency)}", icon=":material/notifications_active:")
+        if breached:
+            st.page_link(
+                "pages/alerts.py", label="Summaries and alerts", icon=":material/notifications_active:"
+            )
     if not data["orders_today"] and not data["orders_yesterday"]:
         st.info("No orders today or yesterday yet. Place one on the New order page.")
 

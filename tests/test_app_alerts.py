@@ -115,3 +115,18 @@ def test_a_breached_rule_says_so_with_its_figure(db, shop):
     schedules.run_due(db, datetime(2025, 3, 10, 12, tzinfo=UTC), only=[shop.tenant.id])
     at = open_page(shop, "manager")
     assert "Past the limit since" in texts(at, "error") and ": 3" in texts(at, "error")
+
+
+def test_the_overview_tells_managers_of_a_breached_alert(db, shop):
+    schedules.save_alert(
+        db, shop.tenant.id, CLI, metric="orders", direction="above", threshold=2, window="30 days"
+    )
+    followable(db, shop.tenant.id)
+    at = sign_in(app(), shop.login("manager"))
+    assert "Alert:" not in texts(at, "warning")  # not breached yet
+    schedules.run_due(db, datetime(2025, 3, 10, 12, tzinfo=UTC), only=[shop.tenant.id])
+    at = sign_in(app(), shop.login("manager"))
+    assert titles(at) == ["Overview"]
+    assert "Alert: Orders above 2 over 30 days" in texts(at, "warning")
+    clerk = sign_in(app(), shop.login("clerk"))  # clerks read no reports, so no alerts either
+    assert "Alert:" not in texts(clerk, "warning")
