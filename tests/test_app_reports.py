@@ -9,6 +9,7 @@ import io
 import pandas as pd
 import pytest
 from app_helpers import T0, app, seed_shop, sign_in, texts, titles
+from conftest import followable
 
 from app.exports import FORMATS, as_bytes
 from app.navigation import page_specs
@@ -22,6 +23,7 @@ AROUND_T0 = {"range": "custom", "from": "2025-03-01", "to": "2025-03-05"}
 @pytest.fixture
 def shop(db, tenant):
     seeded = seed_shop(db, tenant)
+    followable(db, tenant.id)  # no open transaction on the server can still precede the events
     store.sync(db, tenant.id)  # what the worker's analytics job does
     return seeded
 

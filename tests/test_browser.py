@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from app_helpers import PASSWORD, seed_shop
+from conftest import followable
 
 from core.commands import CLI
 from core.db import app_url
@@ -269,6 +270,7 @@ def test_an_analyst_clicks_a_bar_and_sees_the_orders_behind_it(db, tenant, app_s
     from core.analytics import store
 
     shop = seed_shop(db, tenant)
+    followable(db, tenant.id)
     store.sync(db, tenant.id)  # what the worker's analytics job does
     context = browser.new_context(viewport={"width": 1400, "height": 1400})
     page = context.new_page()

@@ -69,6 +69,7 @@ def small(db, tmp_path_factory):
     with pytest.raises(OutOfStock):
         order(ada, [("MUG", 5)], "web", utc(2026, 3, 5, 2))  # rejected: left out of every report
     data_dir = tmp_path_factory.mktemp("analytics")
+    followable(db, tid)
     store.sync(db, tid, data_dir)
     con = store.connect(tid, data_dir)
     yield {"tid": tid, "con": con, "orders": [o1, o2, o3, o4, o5], "ada": ada, "bob": bob}
@@ -201,6 +202,7 @@ def demo(db, tmp_path_factory):
     shops = []
     for s in SHOPS:
         t = by_slug[f"{prefix}-{s.key}"]
+        followable(db, t.id)
         store.sync(db, t.id, data_dir)
         shops.append((t, store.connect(t.id, data_dir)))
     yield shops
@@ -452,6 +454,7 @@ def test_payment_failures_by_gateway_equal_postgres(db, tmp_path):
             import time
 
             time.sleep(0.5)
+        followable(db, tid)
         store.sync(db, tid, tmp_path)
         con = store.connect(tid, tmp_path)
         today = datetime.now(UTC).date()
