@@ -23,18 +23,19 @@ def database() -> Database:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _analytic_store(tenant_id: str, seq: int):
-    """One tenant's analytic data as of one manifest (seq): loaded once, shared by its sessions."""
+def _analytic_reader(tenant_id: str):
+    """One tenant's analytic data, kept by this process and shared by its sessions: loaded once, then
+    brought up to date with only the new segments whenever the worker has swapped in a new manifest."""
     from core.analytics import store
 
-    return store.connect(tenant_id)
+    return store.Reader(tenant_id)
 
 
 def analytic_store(actor, tenant_id):
-    """A cursor on the tenant's analytic data, for someone core lets read reports (else the page shows
-    core's refusal and stops). A new sync (a new manifest seq) loads a fresh copy; each run gets its own
-    cursor, as DuckDB wants one per thread."""
-    from core.analytics import reports, store
+    """A cursor on the tenant's analytic data as of the latest sync, for someone core lets read reports
+    (else the page shows core's refusal and stops); each run gets its own cursor, as DuckDB wants one per
+    thread."""
+    from core.analytics import reports
     from core.errors import OmsError
 
     try:
@@ -42,4 +43,4 @@ def analytic_store(actor, tenant_id):
     except OmsError as exc:
         st.error(str(exc))
         st.stop()
-    return _analytic_store(str(tenant_id), store.status(tenant_id)["seq"]).cursor()
+    return _analytic_reader(str(tenant_id)).cursor()

@@ -59,43 +59,37 @@ WITH o AS (
     SELECT *, timezone($tz, placed_at AT TIME ZONE 'UTC') AS local_at FROM orders WHERE status <> 'rejected'
 ), allocations AS (  -- an order reserved again (after a failed payment) counts its last reservation
     SELECT * FROM order_allocations QUALIFY position = max(position) OVER (PARTITION BY order_id)
-), matching AS (
-    SELECT o.* FROM o
-    WHERE ($channels IS NULL OR list_contains($channels, o.channel))
-      AND ($customers IS NULL OR list_contains($customers, o.customer_id))
-      AND ($statuses IS NULL OR list_contains($statuses, o.status))
-      AND ($skus IS NULL OR o.order_id IN (SELECT order_id FROM order_lines WHERE list_contains($skus, sku)))
-      AND ($categories IS NULL OR o.order_id IN (
-          SELECT l.order_id FROM order_lines l JOIN products p USING (sku)
-          WHERE list_contains($categories, p.category)))
-      AND ($warehouses IS NULL OR o.order_id IN (
-          SELECT order_id FROM allocations WHERE list_contains($warehouses, warehouse)))
+), matching AS (SELECT o.* FROM o WHERE {filters}
 ), sel AS (SELECT * FROM matching WHERE local_at >= $start AND local_at < $end)
 """
+# Each filter's condition, in the query only when the filter is set (a condition on an empty filter
+# would still cost its subquery).
+FILTER_SQL = {
+    "channels": "list_contains($channels, o.channel)",
+    "customers": "list_contains($customers, o.customer_id)",
+    "statuses": "list_contains($statuses, o.status)",
+    "skus": "o.order_id IN (SELECT order_id FROM order_lines WHERE list_contains($skus, sku))",
+    "categories": "o.order_id IN (SELECT l.order_id FROM order_lines l JOIN products p USING (sku)"
+    " WHERE list_contains($categories, p.category))",
+    "warehouses": "o.order_id IN (SELECT order_id FROM allocations"
+    " WHERE list_contains($warehouses, warehouse))",
+}
 
 
 def _params(tz: str, period: Period, filters: Filters | None) -> dict[str, Any]:
+    """The query parameters: the zone, the period and the filters that are set."""
     f = filters or Filters()
-    return {
-        "tz": tz,
-        "start": datetime.combine(period.start, time.min),
-        "end": datetime.combine(period.end, time.min),
-        **{
-            k: list(v) or None
-            for k, v in (
-                ("channels", f.channels),
-                ("customers", f.customers),
-                ("statuses", f.statuses),
-                ("skus", f.skus),
-                ("categories", f.categories),
-                ("warehouses", f.warehouses),
-            )
-        },
-    }
+    chosen = {k: list(getattr(f, k)) for k in FILTER_SQL if getattr(f, k)}
+    start, end = datetime.combine(period.start, time.min), datetime.combine(period.end, time.min)
+    return {"tz": tz, "start": start, "end": end, **chosen}
+
+
+def _selected(params: dict[str, Any]) -> str:
+    return SELECTED.format(filters=" AND ".join(c for k, c in FILTER_SQL.items() if k in params) or "true")
 
 
 def _df(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> pd.DataFrame:
-    return con.execute(SELECTED + sql, params).df()
+    return con.execute(_selected(params) + sql, params).df()
 
 
 # KPI cards
@@ -122,7 +116,8 @@ SELECT
 
 def kpis(con: duckdb.DuckDBPyConnection, tz: str, period: Period, filters: Filters | None = None) -> dict:
     """The KPI cards' figures for a period (rates are fractions; None when there is nothing to divide)."""
-    row = con.execute(SELECTED + KPIS, _params(tz, period, filters)).fetchone()
+    params = _params(tz, period, filters)
+    row = con.execute(_selected(params) + KPIS, params).fetchone()
     orders, revenue, paid, units, cancelled, delivered, returned, attempts, failed = (int(v) for v in row)
     return {
         "revenue": revenue,

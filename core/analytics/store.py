@@ -9,21 +9,25 @@ Layout, one directory per tenant (never shared, so a tenant's connection cannot 
         ...
 
 Writer (the worker's `analytics` job, `sync`): under a transaction-scoped advisory lock (one writer per
-tenant and store directory, so any number of workers can run the job), read the next batch with
-`eventstore.read_after` from the checkpoint kept in the manifest, flatten it into append-only fact tables,
-write each as a new Parquet file (temp name, then os.replace), then write the new manifest (temp file,
-fsync, os.replace). The manifest names both the segments and the checkpoint,
-so data and checkpoint change together: a crash before the swap leaves the old manifest (the orphan
-segment is overwritten by the next attempt, which reuses its sequence number); a crash after it loses
-nothing. When segments pile up they are compacted into one file per table; the replaced files stay on
-disk for GRACE_SECONDS (listed as `retired` in the manifest) so a reader that read the old manifest can
-still load them, then a later sync deletes them.
+tenant and store directory, so any number of workers can run the job), read the next batch after the
+checkpoint kept in the manifest, flattened into append-only fact tables by the server (`read_flat`: the
+same events as `eventstore.read_after`, one COPY per table into Arrow; `read_python` with `flatten` when
+an upcaster is registered or the batch holds a shape the server path does not parse), write each table
+as a new Parquet file (temp name, then os.replace), then write the new manifest (temp file, fsync,
+os.replace). The manifest names both the segments and the checkpoint, so data and checkpoint change
+together: a crash before the swap leaves the old manifest (the orphan segment is overwritten by the next
+attempt, which reuses its sequence number); a crash after it loses nothing. When segments pile up they
+are compacted into one file per table (`merged` names the files each merged one holds, in order); the
+replaced files stay on disk for GRACE_SECONDS (listed as `retired` in the manifest) so a reader that read
+the old manifest can still load them, then a later sync deletes them.
 
-Readers (the app, `connect`): read the manifest once, load the listed files into an in-memory DuckDB
-(tables, not views over files, because views over files stop working once external access is off),
-add the derived views, then `enable_external_access = false`, no extension autoloading, and
-`lock_configuration = true`. No DuckDB database file exists, so DuckDB's one-writer file lock never
-comes into play, and a reader always sees exactly one manifest's state (never half a batch).
+Readers (the app's `Reader`, kept per tenant; `connect` for a one-off): load the listed files into an
+in-memory DuckDB (tables, not views over files: those stop working once external access is off), fold
+`orders` into a table, add the derived views, then `enable_external_access = false`, no extension
+autoloading, no Python replacement scans, and `lock_configuration = true`. When the manifest changes a
+Reader appends only the new files' rows and refolds the orders they touch, in one transaction. No DuckDB
+database file exists, so DuckDB's one-writer file lock never comes into play, and a query always sees
+exactly one manifest's state (never half a batch).
 
 Tables (append-only facts; every timestamp is UTC without zone):
     order_facts        one row per order event (txid, position, version, order_id, event_type, status, at,
@@ -41,17 +45,21 @@ Tables (append-only facts; every timestamp is UTC without zone):
                        active, event_type, at); an update carries only the changed fields (others NULL)
     customer_facts     Customer{Added,Updated,Deactivated,Reactivated} (position, customer_id, name, email,
                        event_type, at)
-Views: orders (current state per order, derived with arg_max over the stream version), order_events,
-products (sku, name, category, price, active: latest value of each column per SKU), customers
-(customer_id, name, email, created_at, active).
+    orders             the current state per order (ORDERS: arg_max over the stream version), a table in
+                       the reader only
+Views: order_events, products (sku, name, category, price, active: latest value of each column per SKU),
+customers (customer_id, name, email, created_at, active).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +67,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core import eventstore as es
@@ -82,7 +91,17 @@ PRODUCT_EVENTS = {
 }
 CUSTOMER_EVENTS = ("CustomerAdded", "CustomerUpdated", "CustomerDeactivated", "CustomerReactivated")
 
+# What a reader's connection may not do, set last (lock_configuration then refuses any other SET).
+LOCKDOWN = (
+    "SET autoinstall_known_extensions = false",
+    "SET autoload_known_extensions = false",
+    "SET python_enable_replacements = false",  # no reading of the app's Python objects by name
+    "SET enable_external_access = false",
+    "SET lock_configuration = true",
+)
+
 TS = pa.timestamp("us")  # UTC, without zone: DuckDB reads it as TIMESTAMP and ::date is the UTC day
+ZONED = pa.timestamp("us", tz="UTC")
 SCHEMAS: dict[str, pa.Schema] = {
     "order_facts": pa.schema(
         [
@@ -182,8 +201,9 @@ SCHEMAS: dict[str, pa.Schema] = {
     ),
 }
 
-VIEWS = (
-    "CREATE VIEW orders AS SELECT order_id,"
+# The current state of each order (the reader keeps it as a table, see Reader).
+ORDERS = (
+    "SELECT order_id,"
     " any_value(number) FILTER (WHERE event_type = 'OrderPlaced') AS number,"
     " min(\"at\") FILTER (WHERE event_type = 'OrderPlaced') AS placed_at,"
     " any_value(channel) FILTER (WHERE event_type = 'OrderPlaced') AS channel,"
@@ -199,9 +219,11 @@ VIEWS = (
     " max(\"at\") FILTER (WHERE event_type = 'OrderShipped') AS shipped_at,"
     " max(\"at\") FILTER (WHERE event_type = 'OrderDelivered') AS delivered_at,"
     " max(\"at\") FILTER (WHERE event_type = 'OrderCancelled') AS cancelled_at,"
-    " coalesce(sum(amount) FILTER (WHERE event_type = 'OrderPaid'), 0) AS paid_amount,"
-    " coalesce(sum(amount) FILTER (WHERE event_type = 'RefundIssued'), 0) AS refunded_amount"
-    " FROM order_facts GROUP BY order_id HAVING count(*) FILTER (WHERE event_type = 'OrderPlaced') > 0",
+    " coalesce(sum(amount) FILTER (WHERE event_type = 'OrderPaid'), 0)::BIGINT AS paid_amount,"
+    " coalesce(sum(amount) FILTER (WHERE event_type = 'RefundIssued'), 0)::BIGINT AS refunded_amount"
+    " FROM {facts} GROUP BY order_id HAVING count(*) FILTER (WHERE event_type = 'OrderPlaced') > 0"
+)
+VIEWS = (
     'CREATE VIEW order_events AS SELECT position, order_id, event_type, status, "at" FROM order_facts',
     # Latest state per SKU: an update carries only the changed fields, so each column is folded on its own
     # (the value of the latest event that has one).
@@ -228,6 +250,94 @@ REVENUE_BY_DAY = (
     " AND ($until IS NULL OR placed_at::date < $until)"
     " GROUP BY ALL ORDER BY day, channel"
 )
+
+# Flattening on the server: one query per table over the batch's events, fetched with COPY as CSV and
+# parsed by pyarrow into the table's schema. `e` holds exactly the rows oms_read_after returned for the
+# batch: everything after the cursor up to the batch's last event, all of it committed below the snapshot
+# xmin the batch was cut at, so every later statement, on any connection, sees the same rows. The position
+# range only lets the planner use the primary key; it removes nothing. Times travel as text and pyarrow
+# parses them (parsing them in PostgreSQL cost more than the rest of a query).
+BATCH_END = (
+    "SELECT txid::text, position, count(*) OVER (), min(position) OVER (), max(position) OVER ()"
+    " FROM oms_read_after(%(txid)s::xid8, %(position)s, %(limit)s) ORDER BY txid DESC, position DESC LIMIT 1"
+)
+BATCH = """WITH e AS NOT MATERIALIZED (
+    SELECT txid::text AS txid, position, version, event_type, data AS d,
+           coalesce(data->>'at', recorded_at::text) AS at
+    FROM events WHERE tenant_id = (SELECT oms_current_tenant()) AND position BETWEEN %(lo)s AND %(hi)s
+      AND (txid, position) > (%(txid)s::xid8, %(position)s)
+      AND (txid, position) <= (%(end_txid)s::xid8, %(end)s)
+), o AS (
+    SELECT e.*, d->>'order_id' AS order_id FROM e
+    WHERE event_type ^@ ANY (%(prefixes)s) AND nullif(d->>'order_id', '') IS NOT NULL
+)
+"""
+SERVER_FLATTEN = {
+    "order_facts": """
+SELECT txid, position, version, order_id, event_type, d->>'status', at,
+       CASE WHEN event_type IN ('OrderPaid', 'RefundIssued') THEN d->>'amount' END,
+       p->>'number', p->>'channel', p->>'customer_id', p->>'customer_name', p->>'currency',
+       p->>'subtotal', p->>'tax', p->>'shipping_fee', p->>'total',
+       s->>'warehouse', s->>'carrier', s->>'tracking'
+FROM o, LATERAL (SELECT CASE WHEN event_type = 'OrderPlaced' THEN d END AS p,
+                        CASE WHEN event_type = 'OrderShipped' THEN d END AS s) x""",
+    "order_lines": """
+SELECT order_id, coalesce((l->>'line_no')::int, n), l->>'sku', l->>'name', l->>'quantity', l->>'unit_price',
+       (l->>'quantity')::bigint * (l->>'unit_price')::bigint, at, d->>'channel'
+FROM o, jsonb_array_elements(d->'lines') WITH ORDINALITY AS x (l, n) WHERE event_type = 'OrderPlaced'""",
+    "payment_attempts": """
+SELECT position, order_id, d->>'payment_id', d->>'attempt',
+       CASE WHEN event_type = 'PaymentAttemptFailed' THEN nullif(d->>'gateway', '')
+            ELSE coalesce(nullif(d->>'gateway', ''), d->>'method') END,
+       CASE WHEN event_type = 'PaymentAttemptFailed' THEN d->>'outcome' ELSE 'captured' END,
+       d->>'code', d->>'amount', at
+FROM o WHERE event_type = 'PaymentAttemptFailed'
+   OR (event_type = 'OrderPaid' AND nullif(d->>'payment_id', '') IS NOT NULL)""",
+    # StockProjection.changes (core/inventory.py) in SQL; tests/test_analytics_sync.py keeps them equal.
+    "stock_movements": """
+SELECT position, n - 1, coalesce(x->>'sku', d->>'sku'),
+       CASE WHEN event_type = 'StockTransferred' THEN d->>(CASE n WHEN 1 THEN 'source' ELSE 'destination' END)
+            WHEN event_type IN ('OrderShipped', 'ReturnReceived', 'StockReceived', 'StockAdjusted')
+            THEN d->>'warehouse' ELSE x->>'warehouse' END,
+       CASE event_type WHEN 'StockReceived' THEN 'receive' WHEN 'StockAdjusted' THEN 'adjust'
+            WHEN 'StockTransferred' THEN (CASE n WHEN 1 THEN 'transfer_out' ELSE 'transfer_in' END)
+            WHEN 'OrderReserved' THEN 'reserve' WHEN 'ReservationExpired' THEN 'expire'
+            WHEN 'OrderShipped' THEN 'ship' WHEN 'ReturnReceived' THEN 'return' ELSE 'release' END,
+       CASE event_type WHEN 'StockReceived' THEN (d->>'quantity')::bigint
+            WHEN 'StockAdjusted' THEN (d->>'change')::bigint
+            WHEN 'StockTransferred' THEN (CASE n WHEN 1 THEN -1 ELSE 1 END) * (d->>'quantity')::bigint
+            WHEN 'OrderShipped' THEN -(x->>'quantity')::bigint
+            WHEN 'ReturnReceived' THEN (x->>'quantity')::bigint
+            ELSE 0 END,
+       CASE WHEN event_type = 'OrderReserved' THEN (x->>'quantity')::bigint
+            WHEN event_type IN ('OrderCancelled', 'ReservationExpired', 'PaymentFailed', 'OrderShipped')
+            THEN -(x->>'quantity')::bigint ELSE 0 END,
+       CASE event_type WHEN 'StockAdjusted' THEN d->>'reason' WHEN 'OrderShipped' THEN d->>'tracking'
+            WHEN 'StockTransferred' THEN (CASE n WHEN 1 THEN 'to ' || (d->>'destination')
+                                                ELSE 'from ' || (d->>'source') END)
+            ELSE '' END,
+       nullif(d->>'order_id', ''), at
+FROM e, jsonb_array_elements(CASE event_type
+        WHEN 'OrderReserved' THEN d->'allocations' WHEN 'OrderShipped' THEN d->'items'
+        WHEN 'ReturnReceived' THEN d->'items' WHEN 'StockTransferred' THEN '[{}, {}]'
+        WHEN 'StockReceived' THEN '[{}]' WHEN 'StockAdjusted' THEN '[{}]' ELSE d->'released' END)
+     WITH ORDINALITY AS i (x, n)
+WHERE event_type IN ('StockReceived', 'StockAdjusted', 'StockTransferred', 'OrderReserved', 'OrderCancelled',
+                     'ReservationExpired', 'PaymentFailed', 'OrderShipped', 'ReturnReceived')""",
+    "order_allocations": """
+SELECT order_id, a->>'sku', a->>'warehouse', a->>'quantity', at, position
+FROM o, jsonb_array_elements(d->'allocations') AS a WHERE event_type = 'OrderReserved'""",
+    "product_facts": """
+SELECT position, d->>'sku', d->>'name', d->>'category', d->>'price',
+       CASE event_type WHEN 'ProductUpdated' THEN NULL ELSE event_type <> 'ProductDeactivated' END,
+       event_type, at
+FROM e WHERE event_type IN ('ProductAdded', 'ProductUpdated', 'ProductDeactivated', 'ProductReactivated')
+  AND nullif(d->>'sku', '') IS NOT NULL""",
+    "customer_facts": """
+SELECT position, d->>'customer_id', d->>'name', d->>'email', event_type, at
+FROM e WHERE event_type IN ('CustomerAdded', 'CustomerUpdated', 'CustomerDeactivated', 'CustomerReactivated')
+  AND nullif(d->>'customer_id', '') IS NOT NULL""",
+}
 
 
 # Paths and the manifest
@@ -407,7 +517,7 @@ def flatten(events: list[es.RecordedEvent]) -> dict[str, list[dict[str, Any]]]:
 # The writer
 
 
-def sync(db: Database, tenant_id: object, data_dir: Path | str | None = None, batch: int = 50_000) -> int:
+def sync(db: Database, tenant_id: object, data_dir: Path | str | None = None, batch: int = 250_000) -> int:
     """Bring the tenant's analytic store up to date with its event log; return how many events it took.
 
     One segment set and one manifest swap per batch. A second writer on the same tenant at the same time
@@ -424,26 +534,97 @@ def sync(db: Database, tenant_id: object, data_dir: Path | str | None = None, ba
             manifest = read_manifest(directory, tid)  # read under the lock: no other writer changes it
             if manifest.get("format", 1) < FORMAT_VERSION:
                 manifest = _restart(manifest, tid)
-            cp = manifest["checkpoint"]
-            events = es.read_after(conn, int(cp["txid"]), int(cp["position"]), batch)
-            if events:
-                _append_segment(directory, manifest, events)
+            txid, position = int(manifest["checkpoint"]["txid"]), int(manifest["checkpoint"]["position"])
+            # The server cannot upcast: with an upcaster registered, flatten upcast events in Python.
+            flat = None if es.UPCASTERS else read_flat(db, tid, conn, txid, position, batch)
+            count, end, tables = flat or read_python(conn, txid, position, batch)
+            if count:
+                _append_segment(directory, manifest, tables, count, end)
             _maintain(directory, manifest)
-        total += len(events)
-        if len(events) < batch:
+        total += count
+        if count < batch:
             return total
 
 
-def _append_segment(directory: Path, manifest: dict[str, Any], events: list[es.RecordedEvent]) -> None:
+Batch = tuple[int, dict[str, int], dict[str, pa.Table]]  # events, the cursor after them, rows per table
+# recorded_at as text in UTC; compiling and parallel workers cost more than they save on these queries
+FLAT_SETTINGS = (
+    b"SET LOCAL timezone = 'UTC'; SET LOCAL jit = off; SET LOCAL max_parallel_workers_per_gather = 0"
+)
+
+
+def read_flat(db: Database, tid: uuid.UUID, conn, txid: int, position: int, limit: int) -> Batch | None:
+    """The next batch after the cursor (the events es.read_after returns), flattened by the server, two
+    tables at a time on tenant connections of their own (two more from the pool while `conn` holds the
+    lock). None: the batch holds a shape this path does not parse (a time without offset): read it in
+    Python."""
+    row = conn.execute(BATCH_END, {"txid": str(txid), "position": position, "limit": limit}).fetchone()
+    if row is None:
+        return 0, {}, {}
+    end_txid, end, count, lo, hi = row
+    params = {"txid": str(txid), "position": position, "end_txid": end_txid, "end": end, "lo": lo, "hi": hi}
+    params["prefixes"] = list(ORDER_PREFIXES)
+
+    def fetch(table: str) -> pa.Table:
+        buf = io.BytesIO()
+        with db.tenant(tid) as c:
+            c.execute(FLAT_SETTINGS)
+            with c.cursor().copy(
+                f"COPY ({BATCH}{SERVER_FLATTEN[table]}) TO STDOUT (FORMAT csv)", params
+            ) as cp:
+                while data := cp.read():
+                    buf.write(data)
+        return _parse_csv(buf.getvalue(), SCHEMAS[table])
+
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            tables = dict(zip(SERVER_FLATTEN, pool.map(fetch, SERVER_FLATTEN), strict=True))
+    except pa.ArrowInvalid:
+        return None
+    return count, {"txid": int(end_txid), "position": end}, tables
+
+
+def _parse_csv(data: bytes, schema: pa.Schema) -> pa.Table:
+    if not data:
+        return schema.empty_table()
+    # times parsed as UTC instants (each carries its offset), then stored without zone
+    aware = pa.schema([pa.field(f.name, ZONED) if f.type == TS else f for f in schema])
+    rows = pacsv.read_csv(
+        io.BytesIO(data),
+        read_options=pacsv.ReadOptions(column_names=schema.names),
+        # COPY writes NULL unquoted and an empty string quoted
+        convert_options=pacsv.ConvertOptions(
+            column_types=aware,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
+        ),
+    )
+    return rows.cast(schema)
+
+
+def read_python(conn, txid: int, position: int, limit: int) -> Batch:
+    """The next batch through es.read_after (upcast) and `flatten`."""
+    events = es.read_after(conn, txid, position, limit)
+    if not events:
+        return 0, {}, {}
+    tables = {t: pa.Table.from_pylist(rows, schema=SCHEMAS[t]) for t, rows in flatten(events).items()}
+    return len(events), {"txid": events[-1].txid, "position": events[-1].position}, tables
+
+
+def _append_segment(
+    directory: Path, manifest: dict[str, Any], tables: dict[str, pa.Table], count: int, end: dict[str, int]
+) -> None:
     seq = manifest["seq"] + 1
-    for table, rows in flatten(events).items():
-        if rows:
+    for table, rows in tables.items():
+        if rows.num_rows:
             name = f"{seq:08d}-{table}.parquet"
-            _write_parquet(directory / name, pa.Table.from_pylist(rows, schema=SCHEMAS[table]))
+            _write_parquet(directory / name, rows)
             manifest["segments"][table].append(name)
     manifest["seq"] = seq
-    manifest["checkpoint"] = {"txid": events[-1].txid, "position": events[-1].position}
-    manifest["events"] += len(events)
+    manifest["checkpoint"] = end
+    manifest["events"] += count
     _fsync_dir(directory)
     _write_atomic(directory / MANIFEST, json.dumps(manifest, indent=1).encode())
 
@@ -460,23 +641,31 @@ def _restart(old: dict[str, Any], tid: uuid.UUID) -> dict[str, Any]:
 
 
 def _maintain(directory: Path, manifest: dict[str, Any]) -> None:
-    """Compact tables with many segments; delete retired files once their grace period is over."""
+    """Compact tables with many segments; delete retired files once their grace period is over.
+
+    A merged file is its segments' rows in order; `merged` names them, so a reader that holds them
+    already need not read it (Reader)."""
     now = time.time()
     changed = False
+    merged = manifest.setdefault("merged", {})
     for table, files in manifest["segments"].items():
         if len(files) <= COMPACT_AFTER:
             continue
         seq = manifest["seq"] + 1
         name = f"{seq:08d}-{table}.parquet"
         schema = SCHEMAS[table]
-        merged = pa.concat_tables(
+        rows = pa.concat_tables(
             [pq.read_table(directory / f).select(schema.names).cast(schema) for f in files]
         )
-        _write_parquet(directory / name, merged)
+        _write_parquet(directory / name, rows)
         manifest["segments"][table] = [name]
         manifest["retired"] += [{"file": f, "at": now} for f in files]
         manifest["seq"] = seq
+        merged[name] = files
         changed = True
+    listed = {f for files in manifest["segments"].values() for f in files}
+    for name in set(merged) - listed:
+        del merged[name]
     expired = [r for r in manifest["retired"] if now - r["at"] > GRACE_SECONDS]
     if expired:
         manifest["retired"] = [r for r in manifest["retired"] if now - r["at"] <= GRACE_SECONDS]
@@ -491,39 +680,132 @@ def _maintain(directory: Path, manifest: dict[str, Any]) -> None:
 # The reader
 
 
-def connect(tenant_id: object, data_dir: Path | str | None = None) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB holding only this tenant's analytic data, with external access off and
-    the configuration locked: report and workbench queries can read nothing else."""
-    tid = as_tenant_id(tenant_id)
-    directory = tenant_dir(tid, data_dir)
-    for attempt in range(3):
-        manifest = read_manifest(directory, tid)
-        con = duckdb.connect(":memory:")
-        try:
-            _load(con, directory, manifest)
-            break
-        except (duckdb.IOException, FileNotFoundError):
-            con.close()  # a file retired and deleted since the manifest was read (a very slow reader)
-            if attempt == 2:
-                raise
-    for stmt in VIEWS:
-        con.execute(stmt)
-    con.execute("SET autoinstall_known_extensions = false")
-    con.execute("SET autoload_known_extensions = false")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-    return con
+class Reader:
+    """One tenant's analytic data in an in-memory DuckDB, for a process that keeps it (the app).
+
+    The first refresh loads every segment file the manifest lists; a later one, when the manifest has
+    changed, appends only the rows of the new files (a merged file holds the rows of files already loaded,
+    so it is not read again) and folds `orders` again only for the orders those rows touch, all in one
+    transaction: a query sees one manifest's state, never half of one. When the files no longer follow on
+    from what was loaded (a rebuilt store) it loads everything into a new database.
+
+    New segments are read by pyarrow and inserted from Arrow on the reader's own connection, so the
+    database runs with external access off and the configuration locked once loaded: report and workbench
+    queries (on cursors, one per thread) can read nothing else."""
+
+    def __init__(self, tenant_id: object, data_dir: Path | str | None = None) -> None:
+        self.tid = as_tenant_id(tenant_id)
+        self.directory = tenant_dir(self.tid, data_dir)
+        self._lock = threading.Lock()
+        self._db: duckdb.DuckDBPyConnection | None = None
+        self._previous: duckdb.DuckDBPyConnection | None = None  # open for cursors still reading it
+        self._seq: int | None = None
+        self._loaded: dict[str, list[str]] = {}  # per table: the manifest's files its rows came from
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the current state (refreshed first if the manifest changed)."""
+        with self._lock:
+            return self._refresh().cursor()
+
+    def refresh(self) -> duckdb.DuckDBPyConnection:
+        """The reader's own connection, refreshed (connect() hands it out; threads take cursors)."""
+        with self._lock:
+            return self._refresh()
+
+    def _refresh(self) -> duckdb.DuckDBPyConnection:
+        for attempt in range(3):
+            manifest = read_manifest(self.directory, self.tid)
+            if self._db is not None and manifest["seq"] == self._seq:
+                return self._db
+            new = self._new_files(manifest) if self._db is not None and attempt == 0 else None
+            try:
+                if new is None:
+                    self._previous, self._db = self._db, _load(self.directory, manifest["segments"])
+                else:
+                    _append(self._db, self.directory, new)
+            except (duckdb.IOException, FileNotFoundError):  # deleted since the manifest was read: load again
+                if attempt == 2:
+                    raise
+                continue
+            self._seq, self._loaded = manifest["seq"], {t: list(f) for t, f in manifest["segments"].items()}
+            return self._db
+        raise AssertionError("unreachable")
+
+    def _new_files(self, manifest: dict[str, Any]) -> dict[str, list[str]] | None:
+        """Per table, the files whose rows follow on from those loaded; None if they do not follow on."""
+        merged = manifest.get("merged", {})
+        new = {}
+        for table, names in manifest["segments"].items():
+            held = self._loaded.get(table, [])
+            parts = [part for n in names for part in merged.get(n, [n])]
+            if names[: len(held)] == held:
+                new[table] = names[len(held) :]
+            elif parts[: len(held)] == held:
+                new[table] = parts[len(held) :]  # retired by the merge, still on disk for GRACE_SECONDS
+            else:
+                return None
+        return new
 
 
-def _load(con: duckdb.DuckDBPyConnection, directory: Path, manifest: dict[str, Any]) -> None:
+def _load(directory: Path, segments: dict[str, list[str]]) -> duckdb.DuckDBPyConnection:
+    """A new database holding the files' rows, read by DuckDB itself before external access is off."""
+    db = duckdb.connect(":memory:")
+    # A compressed in-memory database, checkpointed after each load, holds the tables in a fraction of
+    # the memory and is faster to scan; with the default one detached, every cursor uses it.
+    db.execute("ATTACH ':memory:' AS store (COMPRESS)")
+    db.execute("USE store")
+    db.execute("DETACH memory")
+    db.execute("SET allocator_background_threads = true")  # gives memory freed after a load back to the OS
     for table, schema in SCHEMAS.items():
-        empty = schema.empty_table()  # noqa: F841 - read by DuckDB's replacement scan below
-        con.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
-        files = [str(directory / f) for f in manifest["segments"][table]]
-        if files:
-            con.execute(
-                f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?, union_by_name = true)", [files]
-            )
+        db.register("empty", schema.empty_table())
+        db.execute(f"CREATE TABLE {table} AS SELECT * FROM empty")
+        if files := [str(directory / f) for f in segments[table]]:
+            read = "read_parquet(?, union_by_name = true)"
+            db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {read}", [files])
+            db.execute("CHECKPOINT")  # compressed now, before the next table is read
+    db.unregister("empty")
+    db.execute(f"CREATE TABLE orders AS {ORDERS.format(facts='order_facts')}")
+    db.execute("CHECKPOINT")
+    for stmt in VIEWS:
+        db.execute(stmt)
+    db.execute("CREATE TEMP TABLE touched (order_id VARCHAR)")  # the reader's own: cursors do not see it
+    for setting in LOCKDOWN:
+        db.execute(setting)
+    return db
+
+
+def _append(db: duckdb.DuckDBPyConnection, directory: Path, files: dict[str, list[str]]) -> None:
+    """Insert the files' rows (read by pyarrow: external access is off) and fold `orders` again for the
+    orders they touch, in one transaction."""
+    # Open them all first: a file deleted since the manifest was read fails here, before any change (an
+    # open file stays readable once deleted).
+    segments = {t: [pq.ParquetFile(directory / f) for f in names] for t, names in files.items()}
+    db.execute("BEGIN")
+    try:
+        for table, opened in segments.items():
+            for f in opened:
+                db.register("segment", f.read())
+                db.execute(f"INSERT INTO {table} BY NAME SELECT * FROM segment")
+                if table == "order_facts":
+                    db.execute("INSERT INTO touched SELECT DISTINCT order_id FROM segment")
+                db.unregister("segment")
+        db.execute("DELETE FROM orders WHERE order_id IN (SELECT order_id FROM touched)")
+        touched = "order_facts SEMI JOIN touched USING (order_id)"
+        db.execute(f"INSERT INTO orders {ORDERS.format(facts=touched)}")
+        db.execute("DELETE FROM touched")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    finally:
+        for f in (f for opened in segments.values() for f in opened):
+            f.close()
+    db.execute("CHECKPOINT")  # compresses the new rows
+
+
+def connect(tenant_id: object, data_dir: Path | str | None = None) -> duckdb.DuckDBPyConnection:
+    """A fresh DuckDB holding only this tenant's analytic data, locked down (see Reader)."""
+    return Reader(tenant_id, data_dir).refresh()
 
 
 def checkpoint(tenant_id: object, data_dir: Path | str | None = None) -> tuple[int, int]:
@@ -534,8 +816,8 @@ def checkpoint(tenant_id: object, data_dir: Path | str | None = None) -> tuple[i
 
 
 def status(tenant_id: object, data_dir: Path | str | None = None) -> dict[str, Any]:
-    """What the app shows and caches by: the manifest's seq (it changes with every sync that took
-    events), the events it holds and when it was last swapped in (None before the first sync)."""
+    """What the app shows: the manifest's seq (it changes with every sync that took events), the events
+    it holds and when it was last swapped in (None before the first sync)."""
     tid = as_tenant_id(tenant_id)
     directory = tenant_dir(tid, data_dir)
     manifest = read_manifest(directory, tid)
