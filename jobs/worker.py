@@ -37,7 +37,9 @@ def run_job(heartbeat: Heartbeat, name: str) -> None:
 def main(heartbeat_seconds: float = 2.0) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # one line per job run is noise
-    db = Database(application_name="oms-worker", max_size=len(JOBS) + 2)  # no job waits for another's
+    # One connection per job and the heartbeat's, and two more for each of the two jobs that sync the
+    # analytic store (it reads two tables at a time on connections of its own): no job waits for another's.
+    db = Database(application_name="oms-worker", max_size=len(JOBS) + 1 + 4)
     heartbeat = Heartbeat(db)
     scheduler = BlockingScheduler(job_defaults={"coalesce": True, "max_instances": 1})
     for name, (_, seconds) in JOBS.items():

@@ -372,7 +372,9 @@ def _run_tenant(db: Database, tenant: Tenant, now: datetime, data_dir) -> int:
     if not due and not rules:
         return 0
     store.sync(db, tenant.id, data_dir)  # what the worker's analytics job would take next second
-    con = store.connect(tenant.id, data_dir)
+    key = (tenant.id, str(data_dir))
+    reader = _readers.get(key) or _readers.setdefault(key, store.Reader(tenant.id, data_dir))
+    con = reader.cursor()  # loaded once per process, then only the new segments each minute
     done = 0
     try:
         summaries: dict[tuple[str, date], dict] = {}
@@ -392,6 +394,9 @@ def _run_tenant(db: Database, tenant: Tenant, now: datetime, data_dir) -> int:
     finally:
         con.close()
     return done
+
+
+_readers: dict[tuple, Any] = {}  # (tenant, store directory): store.Reader, kept by the worker process
 
 
 # The read model
