@@ -35,9 +35,7 @@ class Period:
 
     def previous(self) -> Period:
         """The period of the same length right before this one (a month against the month before)."""
-        if self.start.day == 1 and self.end == add_months(
-            self.start, months_between(self.start, self.end)
-        ):
+        if self.start.day == 1 and self.end == add_months(self.start, months_between(self.start, self.end)):
             n = months_between(self.start, self.end)
             return Period(add_months(self.start, -n), self.start)
         return Period(self.start - timedelta(days=self.days), self.start)
