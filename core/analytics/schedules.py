@@ -40,7 +40,6 @@ from core.tenants import Tenant, list_tenants
 FREQUENCIES = ("off", "daily", "weekly")
 WINDOWS = ("today", "7 days", "30 days")
 DIRECTIONS = ("above", "below")
-ALERT_ROLES = frozenset({"owner", "manager"})
 SEND_AT = time(6, 0)  # local: the night's last orders have long reached the analytic store
 MAX_COUNT = 10**12  # the largest threshold for counts and money (minor units)
 
@@ -113,7 +112,7 @@ def subscribe(
         raise ValidationError(f"How often must be one of: {', '.join(FREQUENCIES)}.")
     if not isinstance(alerts, bool):
         raise ValidationError("Alerts must be on or off.")
-    if alerts and actor.role not in ALERT_ROLES:
+    if alerts and not actor.can("alerts.manage"):  # alerts go to those who may set them
         raise ValidationError("Alerts go to owners and managers only.")
     wanted = frequency != "off" or alerts
     email = text_field(email, "email", 254, required=wanted)

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from core import eventstore as es
 from core.analytics import kpis
+from core.commands import PERMISSIONS
 from core.inventory import StockProjection
 from core.money import money
 from core.projections import Projection
@@ -71,20 +72,25 @@ SUMMARY = (
     " FROM tenant_settings WHERE notification_channels ? 'email'"
     " ON CONFLICT (tenant_id, dedupe_key) DO NOTHING"
 )
-# An alert, in the app and by email to the owners and managers who asked for alerts.
+# An alert, in the app and by email to those who asked for alerts and may still set them.
 ALERT = (
     "INSERT INTO notifications (tenant_id, dedupe_key, topic, channel, recipient, context)"
     " SELECT oms_current_tenant(), %(event_id)s || ':' || r.channel || ':' || r.recipient, 'alert',"
     " r.channel, r.recipient, %(context)s FROM (SELECT 'in_app' AS channel, 'staff' AS recipient"
     " UNION SELECT 'email', s.email FROM report_subscriptions s JOIN users u ON u.tenant_id = s.tenant_id"
     " AND u.username = s.username JOIN tenant_settings t ON t.tenant_id = s.tenant_id"
-    " WHERE s.alerts AND u.active AND u.role IN ('owner', 'manager') AND t.notification_channels ? 'email')"
+    " WHERE s.alerts AND u.active AND u.role = ANY(%(roles)s) AND t.notification_channels ? 'email')"
     " AS r ON CONFLICT (tenant_id, dedupe_key) DO NOTHING"
 )
+ALERTED = sorted(PERMISSIONS["alerts.manage"])
 RESEND = (
     "UPDATE notifications SET status = 'queued', attempts = 0, next_attempt_at = now(), last_error = NULL,"
     " lease_until = NULL, leased_by = NULL WHERE id = %s"
 )
+
+
+def _period(d: dict[str, Any]) -> kpis.Period:
+    return kpis.Period(date.fromisoformat(d["period_start"]), date.fromisoformat(d["period_end"]))
 
 
 def _summary_context(d: dict[str, Any]) -> dict[str, Any]:
@@ -92,22 +98,20 @@ def _summary_context(d: dict[str, Any]) -> dict[str, Any]:
     cur = d["currency"]
     fmt = lambda minor: money(minor, cur)  # noqa: E731
     cards = kpis.kpi_cards(d["figures"], kpis.compare(d["figures"], d["previous"]), fmt)
-    period = kpis.Period(date.fromisoformat(d["period_start"]), date.fromisoformat(d["period_end"]))
     return {
         "heading": "Daily summary" if d["frequency"] == "daily" else "Weekly summary",
-        "period": period.label(),
+        "period": _period(d).label(),
         "figures": [{"label": label, "value": v, "change": c or ""} for _, label, v, c in cards],
         "top_products": [p | {"revenue": fmt(p["revenue"])} for p in d["top_products"]],
     }
 
 
 def _alert_context(d: dict[str, Any]) -> dict[str, Any]:
-    period = kpis.Period(date.fromisoformat(d["period_start"]), date.fromisoformat(d["period_end"]))
     return {
         "rule": d["rule"],
         "metric": kpis.KPI_LABELS[d["metric"]],
         "value": kpis.kpi_value(d["metric"], d["value"], lambda m: money(m, d["currency"])),
-        "period": period.label(),
+        "period": _period(d).label(),
     }
 
 
@@ -142,9 +146,8 @@ class Outbox(Projection):
                 )
                 continue
             if event.event_type == "AlertTriggered":
-                conn.execute(
-                    ALERT, {"event_id": str(event.event_id), "context": Jsonb(_alert_context(event.data))}
-                )
+                context = Jsonb(_alert_context(event.data))
+                conn.execute(ALERT, {"event_id": str(event.event_id), "context": context, "roles": ALERTED})
                 continue
             topic = TOPICS.get(event.event_type)
             if topic and "order_id" in event.data:
