@@ -226,6 +226,23 @@ def test_two_workers_record_one_breach(db, owner, shop):
     assert [r for r in outbox(owner, tid) if r[0] == "alert"] == [("alert", "in_app", "staff")]
 
 
+def test_a_worker_whose_store_is_behind_cannot_flip_an_alert_back(db, shop):
+    """Two workers read the store at different moments: a decision on fewer events than the last one
+    is refused, so a stale copy does not clear (and then re-fire) an alert."""
+    tid = shop["tid"]
+    schedules.save_alert(db, tid, CLI, metric="orders", direction="above", threshold=1, window="30 days")
+    now = utc(2026, 3, 3, 2)
+    assert run(db, shop, now).processed == 1
+    [rule] = schedules.alert_rules(db, tid, CLI)
+    held = store.read_manifest(store.tenant_dir(tid, shop["data_dir"]), tid)["events"]
+    tenant = shop["tenant"]
+    period = Period(date(2026, 2, 1), date(2026, 3, 3))
+    assert not schedules._set_state(db, tenant, rule, 0, period, as_of=held - 1)  # 0 orders, seen on less
+    assert schedules.alert_rules(db, tid, CLI)[0].breached_at is not None
+    assert schedules._set_state(db, tenant, rule, 0, period, as_of=held)  # as up to date: it clears
+    assert schedules.alert_rules(db, tid, CLI)[0].breached_at is None
+
+
 def test_changing_and_removing_rules(db, shop):
     tid, manager = shop["tid"], shop["people"]["manager"]
     rule = schedules.save_alert(

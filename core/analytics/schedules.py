@@ -28,7 +28,7 @@ from core import eventstore as es
 from core.analytics import kpis
 from core.batch import BatchReport
 from core.catalog import text_field
-from core.commands import PERMISSIONS, SYSTEM, Actor, Context, execute, require
+from core.commands import PERMISSIONS, SYSTEM, Actor, Context, derived_id, execute, require
 from core.customers import EMAIL
 from core.db import Database
 from core.errors import NotFound, ValidationError
@@ -72,7 +72,13 @@ SAVE_RULE = (
     " breached_at = NULL, last_value = NULL, updated_at = excluded.updated_at"
 )
 DROP_RULE = "DELETE FROM alert_rules WHERE id = %s"
-RULE_STATE = "UPDATE alert_rules SET breached_at = %s, last_value = %s WHERE id = %s"
+# The rule's state and its stream's version read in one statement (one snapshot): read apart, another
+# worker's change could commit between them, and a decision on the old state would pass the version check.
+RULE_NOW = (
+    "SELECT r.breached_at, r.as_of, s.version FROM alert_rules r"
+    " JOIN streams s ON s.tenant_id = r.tenant_id AND s.stream_id = 'alert-' || r.id::text WHERE r.id = %s"
+)
+RULE_STATE = "UPDATE alert_rules SET breached_at = %s, last_value = %s, as_of = %s WHERE id = %s"
 
 
 def _stream(tenant_id: uuid.UUID) -> str:
@@ -229,6 +235,19 @@ def alert_rules(db: Database, tenant_id: object, actor: Actor) -> list[AlertRule
         return [AlertRule(*r) for r in conn.execute(RULES)]
 
 
+def _rule_id(value: object) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound("There is no such alert rule.") from None
+
+
+def _must_exist(ctx: Context, rule_id: uuid.UUID) -> None:
+    """Row security hides another shop's rules: theirs are not found either."""
+    if ctx.conn.execute(RULE, [rule_id]).fetchone() is None:
+        raise NotFound("There is no such alert rule.")
+
+
 def _threshold(metric: str, threshold: object) -> float:
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
         raise ValidationError("The threshold must be a number.")
@@ -262,16 +281,12 @@ def save_alert(
     if window not in WINDOWS:
         raise ValidationError(f"Measure over one of: {', '.join(WINDOWS)}.")
     limit = _threshold(metric, threshold)
-    existing = rule_id is not None
-    try:
-        rid = uuid.UUID(str(rule_id)) if existing else None
-    except ValueError:
-        raise NotFound("There is no such alert rule.") from None
+    rid = None if rule_id is None else _rule_id(rule_id)
 
     def handle(ctx: Context) -> dict[str, Any]:
-        the_id = rid or uuid.uuid5(uuid.NAMESPACE_URL, f"alert:{ctx.tenant_id}:{ctx.key}")
-        if existing and ctx.conn.execute(RULE, [the_id]).fetchone() is None:
-            raise NotFound("There is no such alert rule.")
+        if rid is not None:
+            _must_exist(ctx, rid)
+        the_id = rid or derived_id(ctx.tenant_id, ctx.key, "alert_rule")
         data = {
             "rule_id": str(the_id),
             "metric": metric,
@@ -288,14 +303,10 @@ def save_alert(
 def remove_alert(
     db: Database, tenant_id: object, actor: Actor, rule_id: object, key: str | None = None
 ) -> dict:
-    try:
-        rid = uuid.UUID(str(rule_id))
-    except ValueError:
-        raise NotFound("There is no such alert rule.") from None
+    rid = _rule_id(rule_id)
 
     def handle(ctx: Context) -> dict[str, Any]:
-        if ctx.conn.execute(RULE, [rid]).fetchone() is None:
-            raise NotFound("There is no such alert rule.")
+        _must_exist(ctx, rid)
         ctx.record(
             f"alert-{rid}", "alert_rule", [("AlertRuleRemoved", {"rule_id": str(rid)})], None, SCHEDULES
         )
@@ -304,16 +315,18 @@ def remove_alert(
     return execute(db, tenant_id, actor, "alerts.manage", key, handle)
 
 
-def _set_state(db: Database, tenant: Tenant, rule: AlertRule, value: float | None, period) -> bool:
+def _set_state(
+    db: Database, tenant: Tenant, rule: AlertRule, value: float | None, period, as_of: int
+) -> bool:
     """Record that the rule's KPI went past its threshold (or came back); False if another worker
-    already did. The stream version makes two workers' same decision land once."""
+    already did, or decided on a store holding more events than this one (as_of: a worker whose copy
+    is behind must not flip the alert back). The stream version makes two workers' decisions land once."""
     breached = rule.breached_by(value)
     stream = f"alert-{rule.id}"
 
     def handle(ctx: Context) -> dict[str, Any]:
-        row = ctx.conn.execute(RULE, [rule.id]).fetchone()
-        version = es.stream_version(ctx.conn, stream)
-        if row is None or (row[0] is not None) == breached:  # removed, or the change is recorded
+        row = ctx.conn.execute(RULE_NOW, [rule.id]).fetchone()
+        if row is None or (row[0] is not None) == breached or row[1] > as_of:  # removed, recorded, newer
             return {"changed": False}
         data = {
             "rule_id": str(rule.id),
@@ -326,9 +339,10 @@ def _set_state(db: Database, tenant: Tenant, rule: AlertRule, value: float | Non
             "period_end": period.end.isoformat(),
             "rule": rule.describe(tenant.currency),
             "currency": tenant.currency,
+            "as_of": as_of,
         }
         event = "AlertTriggered" if breached else "AlertCleared"
-        ctx.record(stream, "alert_rule", [(event, data)], version, SCHEDULES, OUTBOX)
+        ctx.record(stream, "alert_rule", [(event, data)], row[2], SCHEDULES, OUTBOX)
         return {"changed": True}
 
     return execute(db, tenant.id, SYSTEM, "alerts.manage", None, handle)["changed"]
@@ -373,7 +387,7 @@ def _run_tenant(db: Database, tenant: Tenant, now: datetime, data_dir) -> int:
     store.sync(db, tenant.id, data_dir)  # what the worker's analytics job would take next second
     key = (tenant.id, str(data_dir))
     reader = _readers.get(key) or _readers.setdefault(key, store.Reader(tenant.id, data_dir))
-    con = reader.cursor()  # loaded once per process, then only the new segments each minute
+    con, as_of = reader.cursor_at()  # loaded once per process, then only the new segments each minute
     done = 0
     try:
         summaries: dict[tuple[str, date], dict] = {}
@@ -389,7 +403,7 @@ def _run_tenant(db: Database, tenant: Tenant, now: datetime, data_dir) -> int:
             period = kpis.preset(rule.window, local_now.date())
             value = reports.kpis(con, tenant.time_zone, period)[rule.metric]
             if rule.breached_by(value) != (rule.breached_at is not None):
-                done += _set_state(db, tenant, rule, value, period)
+                done += _set_state(db, tenant, rule, value, period, as_of)
     finally:
         con.close()
     return done
@@ -418,9 +432,9 @@ class SchedulesProjection(Projection):
             case "AlertRuleRemoved":
                 conn.execute(DROP_RULE, [d["rule_id"]])
             case "AlertTriggered":
-                conn.execute(RULE_STATE, [at, d["value"], d["rule_id"]])
+                conn.execute(RULE_STATE, [at, d["value"], d["as_of"], d["rule_id"]])
             case "AlertCleared":
-                conn.execute(RULE_STATE, [None, d["value"], d["rule_id"]])
+                conn.execute(RULE_STATE, [None, d["value"], d["as_of"], d["rule_id"]])
 
 
 SCHEDULES = SchedulesProjection()

@@ -700,12 +700,19 @@ class Reader:
         self._db: duckdb.DuckDBPyConnection | None = None
         self._previous: duckdb.DuckDBPyConnection | None = None  # open for cursors still reading it
         self._seq: int | None = None
+        self._events = 0  # how many of the log's events the loaded state holds
         self._loaded: dict[str, list[str]] = {}  # per table: the manifest's files its rows came from
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the current state (refreshed first if the manifest changed)."""
         with self._lock:
             return self._refresh().cursor()
+
+    def cursor_at(self) -> tuple[duckdb.DuckDBPyConnection, int]:
+        """A cursor on the current state and how many events that state holds (the two taken together:
+        a figure can say how up to date it is)."""
+        with self._lock:
+            return self._refresh().cursor(), self._events
 
     def refresh(self) -> duckdb.DuckDBPyConnection:
         """The reader's own connection, refreshed (connect() hands it out; threads take cursors)."""
@@ -728,6 +735,7 @@ class Reader:
                     raise
                 continue
             self._seq, self._loaded = manifest["seq"], {t: list(f) for t, f in manifest["segments"].items()}
+            self._events = int(manifest["events"])
             return self._db
         raise AssertionError("unreachable")
 

@@ -15,7 +15,8 @@ CREATE TABLE report_subscriptions (
     PRIMARY KEY (tenant_id, username)
 );
 
--- A KPI watched over a window; breached_at is set while it is past its threshold.
+-- A KPI watched over a window; breached_at is set while it is past its threshold. A change decided on
+-- a store that held fewer events than as_of (a worker whose copy was behind) is refused.
 CREATE TABLE alert_rules (
     tenant_id   uuid NOT NULL,
     id          uuid NOT NULL,
@@ -26,6 +27,7 @@ CREATE TABLE alert_rules (
     active      boolean NOT NULL DEFAULT true,
     breached_at timestamptz,
     last_value  double precision,
+    as_of       bigint NOT NULL DEFAULT 0,  -- events in the analytic store the last change was decided on
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
     PRIMARY KEY (tenant_id, id)
